@@ -1,0 +1,321 @@
+"""The shared data shapes: what arrives (events), what an onboarding knows (facts) and what an
+operator reads back (the view). Plain pydantic, no Temporal and no I/O, so the API, the workflow
+and the tests all speak the same language."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class CamelModel(BaseModel):
+    """JSON in camelCase like Smile's own API, Python in snake_case."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class Stage(StrEnum):
+    """How far a user has got; ordered, and derived purely from the facts."""
+
+    CREATED = "created"
+    ACCOUNT_CREATED = "account_created"
+    CONNECTED = "connected"
+    UPLOADS = "uploads"
+    DATA_READY = "data_ready"
+
+    @property
+    def rank(self) -> int:
+        return list(Stage).index(self)
+
+
+STALLABLE_STAGES: tuple[Stage, ...] = tuple(s for s in Stage if s is not Stage.DATA_READY)
+
+
+def stage_with_stall_timeout(name: str) -> Stage:
+    """The stage called ``name``, if it is one that has a stall timeout; else a clear error."""
+    allowed = ", ".join(s.value for s in STALLABLE_STAGES)
+    try:
+        stage = Stage(name)
+    except ValueError:
+        raise ValueError(f"unknown stage {name!r}; stages with a stall timeout: {allowed}") from None
+    if stage not in STALLABLE_STAGES:
+        raise ValueError(
+            f"stage {name!r} has no stall timeout (it ends with the settle window); "
+            f"stages with a stall timeout: {allowed}"
+        )
+    return stage
+
+
+class Status(StrEnum):
+    """Whether the onboarding is moving; separate from the stage."""
+
+    ACTIVE = "active"
+    STALLED = "stalled"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (Status.ACTIVE, Status.STALLED)
+
+
+class Source(StrEnum):
+    """Who told us a fact. Webhooks (signed by Smile) and reconciliation (Smile's API) are proof;
+    widget callbacks come from the user's browser and are only hints."""
+
+    WEBHOOK = "webhook"
+    WIDGET = "widget"
+    RECONCILE = "reconcile"
+
+    @property
+    def is_proof(self) -> bool:
+        return self is not Source.WIDGET
+
+
+class ConnectionStatus(StrEnum):
+    """Mirrors Smile's account ``connectionStatus``."""
+
+    PENDING = "pending"
+    AWAITING_MFA = "awaiting_mfa"
+    CONNECTED = "connected"
+    ERROR = "error"
+    DISCONNECTED = "disconnected"
+
+
+# --- what arrives -------------------------------------------------------------------------------
+
+
+class SmileWebhook(BaseModel):
+    """Smile's webhook envelope, exactly as documented: ``{id, version, type, createdAt, data}``.
+
+    ``type`` is a plain string on purpose: Smile adds event types over time and an unknown one must
+    be accepted and recorded, never rejected."""
+
+    model_config = ConfigDict(populate_by_name=True, strict=False)
+
+    id: str = Field(min_length=1, max_length=256)
+    version: int
+    type: str = Field(min_length=1, max_length=128)
+    created_at: AwareDatetime = Field(alias="createdAt")
+    data: dict[str, Any]
+
+
+class Event(CamelModel):
+    """One event as the workflow sees it, whatever door it came through."""
+
+    id: str
+    type: str
+    source: Source
+    created_at: datetime
+    received_at: datetime
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def dedupe_key(self) -> str:
+        # Namespaced by source, so a browser cannot suppress a webhook by reusing its id.
+        return f"{self.source.value}/{self.id}"
+
+
+class EventBatch(CamelModel):
+    """The signal payload: one or more events for one user, committed together."""
+
+    events: list[Event]
+
+
+# --- what an onboarding knows ----------------------------------------------------------------
+
+
+class Account(CamelModel):
+    account_id: str
+    providers: list[str] = Field(default_factory=list)
+    status: ConnectionStatus
+    error_code: str | None = None
+    error_message: str | None = None
+    reported_by: Source
+    updated_at: datetime
+    event_id: str
+    ever_connected: bool = False  # proven connected at some point (webhook or reconcile)
+
+
+class Archive(CamelModel):
+    archive_id: str
+    status: str  # started, analyzed, revoked, failed
+    error_code: str | None = None
+    error_message: str | None = None
+    reported_by: Source
+    updated_at: datetime
+    event_id: str
+
+
+class DataReceived(CamelModel):
+    events: int = 0
+    items: int = 0
+    last_at: datetime | None = None
+
+
+class SyncTask(CamelModel):
+    source_id: str
+    source_type: str
+    task_type: str
+    status: str
+    error_code: str | None = None
+    succeeded: bool = False
+    kind: str = "task"  # "task" (TASK_*) or "sync" (ACCOUNT_SYNC_TASK_FINISHED)
+    updated_at: datetime
+    event_id: str
+
+
+class TokenState(CamelModel):
+    expired_reported_at: datetime | None = None
+    expired_reports: int = 0
+
+
+class WidgetState(CamelModel):
+    state: str = "unknown"  # open or closed, last writer wins
+    close_reason: str | None = None
+    updated_at: datetime | None = None
+    event_id: str | None = None
+    last_screen: str | None = None  # last widget screen shown (onUIEvent), its own register
+    screen_updated_at: datetime | None = None
+    screen_event_id: str | None = None
+    uploads_created: int = 0
+    uploads_removed: int = 0
+
+
+class Invite(CamelModel):
+    invite_id: str | None = None
+    status: str
+    updated_at: datetime
+    event_id: str
+
+
+class EventRecord(CamelModel):
+    id: str
+    type: str
+    source: Source
+    created_at: datetime
+    received_at: datetime
+    known: bool = True
+
+
+class Facts(CamelModel):
+    """Everything an onboarding has learnt. Every field merges commutatively (union, sum, max or
+    last-writer-wins by the event's own ``createdAt``), so arrival order never matters."""
+
+    user_id: str
+    user_created_at: datetime | None = None
+    accounts: dict[str, Account] = Field(default_factory=dict)
+    archives: dict[str, Archive] = Field(default_factory=dict)
+    data: dict[str, DataReceived] = Field(default_factory=dict)
+    tasks: dict[str, SyncTask] = Field(default_factory=dict)
+    token: TokenState = Field(default_factory=TokenState)
+    widget: WidgetState = Field(default_factory=WidgetState)
+    invite: Invite | None = None
+    last_event_at: datetime | None = None
+    unknown_types: list[str] = Field(default_factory=list)
+
+
+class Journal(CamelModel):
+    """The pure state machine's state: the facts, the recent history and the dedupe window."""
+
+    facts: Facts
+    history: list[EventRecord] = Field(default_factory=list)
+    events_total: int = 0
+    duplicates_ignored: int = 0
+    seen: list[str] = Field(default_factory=list)  # dedupe keys, oldest first
+
+
+# --- options, lifecycle and the operator's view ----------------------------------------------
+
+
+class Timeouts(CamelModel):
+    """How long a user may sit in each stage (seconds), and the final limits."""
+
+    stall: dict[Stage, float]
+    expire_after: float
+    settle_window: float
+
+
+class OnboardingOptions(CamelModel):
+    timeouts: Timeouts
+    required_data: list[str]
+    continue_as_new_after: int = 2000
+    dedupe_window: int = 10_000
+    history_limit: int = 500
+
+
+class Deadlines(CamelModel):
+    stall: datetime | None = None
+    expire: datetime | None = None
+    settle: datetime | None = None
+
+
+class Lifecycle(CamelModel):
+    status: Status = Status.ACTIVE
+    status_reason: str | None = None
+    started_at: datetime | None = None
+    stage: Stage = Stage.CREATED
+    stage_entered_at: datetime | None = None
+    stalled_at: datetime | None = None
+    stalls: int = 0
+    data_ready_at: datetime | None = None
+    ended_at: datetime | None = None
+    runs: int = 1
+
+
+class OnboardingInput(CamelModel):
+    """The workflow's argument; also what continue-as-new carries forward."""
+
+    user_id: str
+    options: OnboardingOptions
+    journal: Journal | None = None
+    lifecycle: Lifecycle | None = None
+
+
+class TimeoutsChange(CamelModel):
+    """A run-time change to the timeouts, applied by a validated workflow update."""
+
+    stall: dict[str, float] = Field(default_factory=dict)
+    expire_after: float | None = None
+    settle_window: float | None = None
+
+
+class CancelRequest(CamelModel):
+    reason: str = "cancelled by operator"
+
+
+class OnboardingView(CamelModel):
+    """What an operator reads: the state of one user's onboarding."""
+
+    user_id: str
+    workflow_id: str
+    stage: Stage
+    status: Status
+    status_reason: str | None
+    started_at: datetime | None
+    stage_entered_at: datetime | None
+    data_ready_at: datetime | None
+    ended_at: datetime | None
+    required_data: list[str]
+    accounts: list[Account]
+    archives: list[Archive]
+    data: dict[str, DataReceived]
+    tasks: list[SyncTask]
+    token: TokenState
+    widget: WidgetState
+    invite: Invite | None
+    last_event_at: datetime | None
+    timeouts: Timeouts
+    deadlines: Deadlines
+    stalls: int
+    events: list[EventRecord]
+    events_total: int
+    duplicates_ignored: int
+    unknown_types: list[str]
+    runs: int

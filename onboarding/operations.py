@@ -1,0 +1,266 @@
+"""What the service does with Temporal, shared by the HTTP API and the CLI: ingest events, read
+one onboarding, list and count them, change timeouts, cancel. Entry points only translate a
+request into one of these calls and its outcome into a response."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, TypeVar
+
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from onboarding import search_attributes
+from onboarding.identity import WORKFLOW_TYPE, user_id_from, workflow_id_for
+from onboarding.models import (
+    CamelModel,
+    CancelRequest,
+    Event,
+    EventBatch,
+    OnboardingInput,
+    OnboardingView,
+    Stage,
+    Status,
+    Timeouts,
+    TimeoutsChange,
+)
+from onboarding.settings import Settings
+from workflows.onboarding import OnboardingWorkflow
+
+_T = TypeVar("_T")
+
+_UNAVAILABLE = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.UNKNOWN,
+}
+
+
+class OnboardingError(Exception):
+    """Base for outcomes an entry point turns into a clear response."""
+
+
+class OnboardingNotFound(OnboardingError):
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"no onboarding for user {user_id!r}")
+
+
+class OnboardingEnded(OnboardingError):
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"the onboarding for user {user_id!r} has already ended")
+
+
+class InvalidChange(OnboardingError):
+    """The workflow rejected an update (its validator said why)."""
+
+
+class TemporalUnavailable(OnboardingError):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("Temporal is unreachable; try again shortly")
+        self.__cause__ = cause
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: Literal["accepted", "onboarding_ended"]
+    workflow_id: str
+
+
+class OnboardingSummary(CamelModel):
+    user_id: str
+    workflow_id: str
+    stage: Stage | None
+    status: Status | None
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+class OnboardingPage(CamelModel):
+    items: list[OnboardingSummary]
+    next_page_token: str | None
+
+
+class Funnel(CamelModel):
+    total: int
+    by_stage: dict[Stage, int]
+    by_status: dict[Status, int]
+
+
+def _raise_for_rpc(err: RPCError, user_id: str | None = None) -> None:
+    if err.status in _UNAVAILABLE:
+        raise TemporalUnavailable(err) from err
+    if err.status is RPCStatusCode.NOT_FOUND and user_id is not None:
+        raise OnboardingNotFound(user_id) from err
+
+
+class Onboardings:
+    """The service layer over one Temporal client and the settings."""
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    def _handle(self, user_id: str) -> WorkflowHandle[OnboardingWorkflow, OnboardingView]:
+        return self.client.get_workflow_handle_for(OnboardingWorkflow.run, workflow_id_for(user_id))
+
+    async def ingest(self, user_id: str, events: list[Event]) -> IngestResult:
+        """Signal-with-start: deliver the events, starting the onboarding if it is new. Returns
+        only once Temporal has durably accepted the signal."""
+        workflow_id = workflow_id_for(user_id)
+        try:
+            await self.client.start_workflow(
+                OnboardingWorkflow.run,
+                OnboardingInput(user_id=user_id, options=self.settings.default_options()),
+                id=workflow_id,
+                task_queue=self.settings.task_queue,
+                start_signal="ingest",
+                start_signal_args=[EventBatch(events=events)],
+                # A finished onboarding is never restarted empty by a late event.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(search_attributes.STAGE, Stage.CREATED.value),
+                        SearchAttributePair(search_attributes.STATUS, Status.ACTIVE.value),
+                    ]
+                ),
+                rpc_timeout=self.settings.rpc_timeout,
+            )
+        except WorkflowAlreadyStartedError:
+            return IngestResult("onboarding_ended", workflow_id)
+        except RPCError as err:
+            _raise_for_rpc(err)
+            raise
+        return IngestResult("accepted", workflow_id)
+
+    async def get(self, user_id: str) -> OnboardingView:
+        try:
+            return await self._handle(user_id).query(
+                OnboardingWorkflow.state, rpc_timeout=self.settings.rpc_timeout
+            )
+        except RPCError as err:
+            _raise_for_rpc(err, user_id)
+            raise
+
+    async def set_timeouts(self, user_id: str, change: TimeoutsChange) -> Timeouts:
+        return await self._update(user_id, "set_timeouts", change, Timeouts)
+
+    async def cancel(self, user_id: str, reason: str) -> OnboardingView:
+        return await self._update(user_id, "cancel", CancelRequest(reason=reason), OnboardingView)
+
+    async def _update(
+        self, user_id: str, name: str, arg: CamelModel, result: type[_T]
+    ) -> _T:
+        handle = self._handle(user_id)
+        try:
+            return await handle.execute_update(
+                name, arg, result_type=result, rpc_timeout=self.settings.rpc_timeout
+            )
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            if "already ended" in message:
+                raise OnboardingEnded(user_id) from err
+            raise InvalidChange(message) from err
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND and await self._exists(user_id):
+                raise OnboardingEnded(user_id) from err
+            _raise_for_rpc(err, user_id)
+            raise
+
+    async def _exists(self, user_id: str) -> bool:
+        try:
+            await self._handle(user_id).describe(rpc_timeout=self.settings.rpc_timeout)
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                return False
+            _raise_for_rpc(err)
+            raise
+        return True
+
+    async def list(
+        self,
+        stage: Stage | None = None,
+        status: Status | None = None,
+        page_size: int = 50,
+        page_token: str | None = None,
+    ) -> OnboardingPage:
+        token = _decode_token(page_token)
+        iterator = self.client.list_workflows(
+            _visibility_query(stage, status),
+            page_size=page_size,
+            next_page_token=token,
+            rpc_timeout=self.settings.rpc_timeout,
+        )
+        try:
+            await iterator.fetch_next_page()
+        except RPCError as err:
+            _raise_for_rpc(err)
+            raise
+        items = []
+        for execution in iterator.current_page or []:
+            attrs = execution.typed_search_attributes
+            stage_value = attrs.get(search_attributes.STAGE)
+            status_value = attrs.get(search_attributes.STATUS)
+            items.append(
+                OnboardingSummary(
+                    user_id=user_id_from(execution.id),
+                    workflow_id=execution.id,
+                    stage=Stage(stage_value) if stage_value else None,
+                    status=Status(status_value) if status_value else None,
+                    started_at=execution.start_time,
+                    ended_at=execution.close_time,
+                )
+            )
+        next_token = iterator.next_page_token
+        return OnboardingPage(
+            items=items,
+            next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None,
+        )
+
+    async def funnel(self) -> Funnel:
+        async def count(stage: Stage | None = None, status: Status | None = None) -> int:
+            try:
+                result = await self.client.count_workflows(
+                    _visibility_query(stage, status), rpc_timeout=self.settings.rpc_timeout
+                )
+            except RPCError as err:
+                _raise_for_rpc(err)
+                raise
+            return result.count
+
+        return Funnel(
+            total=await count(),
+            by_stage={stage: await count(stage=stage) for stage in Stage},
+            by_status={status: await count(status=status) for status in Status},
+        )
+
+
+class BadPageToken(OnboardingError):
+    def __init__(self) -> None:
+        super().__init__("pageToken is not a token returned by this endpoint")
+
+
+def _decode_token(page_token: str | None) -> bytes | None:
+    if not page_token:
+        return None
+    try:
+        return base64.urlsafe_b64decode(page_token.encode())
+    except (binascii.Error, ValueError):
+        raise BadPageToken() from None
+
+
+def _visibility_query(stage: Stage | None, status: Status | None) -> str:
+    # Stage and Status are enums, so the values interpolated here are never user text.
+    clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
+    if stage is not None:
+        clauses.append(f"{search_attributes.STAGE.name} = '{stage.value}'")
+    if status is not None:
+        clauses.append(f"{search_attributes.STATUS.name} = '{status.value}'")
+    return " AND ".join(clauses)

@@ -1,0 +1,127 @@
+"""Configuration from environment variables (pydantic-settings). The Temporal connection itself
+is configured through the SDK's own ``temporalio.envconfig`` conventions (``TEMPORAL_ADDRESS``,
+``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS*``), see :mod:`onboarding.temporal`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from onboarding.durations import parse_duration
+from onboarding.models import OnboardingOptions, Stage, Timeouts, stage_with_stall_timeout
+
+DEFAULT_STALL_TIMEOUTS: dict[Stage, timedelta] = {
+    Stage.CREATED: timedelta(hours=24),
+    Stage.ACCOUNT_CREATED: timedelta(hours=1),
+    Stage.CONNECTED: timedelta(hours=6),
+    Stage.UPLOADS: timedelta(hours=24),
+}
+
+
+def _split(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def parse_stall_timeouts(value: Any) -> dict[Stage, timedelta]:
+    """``created=24h,connected=6h`` (or a mapping) into per-stage timeouts; unnamed stages keep
+    their defaults."""
+    pairs: dict[str, Any]
+    if isinstance(value, dict):
+        pairs = dict(value)
+    else:
+        pairs = {}
+        for item in _split(value):
+            name, sep, duration = item.partition("=")
+            if not sep:
+                raise ValueError(f"expected STAGE=DURATION, got {item!r}")
+            pairs[name.strip()] = duration.strip()
+    result = dict(DEFAULT_STALL_TIMEOUTS)
+    for name, duration in pairs.items():
+        stage = stage_with_stall_timeout(str(name))
+        parsed = parse_duration(duration)
+        if parsed.total_seconds() <= 0:
+            raise ValueError(f"stall timeout for {stage.value} must be positive, got {duration!r}")
+        result[stage] = parsed
+    return result
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, case_sensitive=False)
+
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="SMILE_WEBHOOK_SECRET",
+        description="Webhook secret(s), comma separated; any one verifies (rotation).",
+    )
+    admin_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="ONBOARDING_ADMIN_TOKEN",
+        description="Bearer token(s) for operator endpoints, comma separated.",
+    )
+    host: str = Field("127.0.0.1", validation_alias="ONBOARDING_HOST")
+    port: int = Field(8000, ge=0, le=65535, validation_alias="ONBOARDING_PORT")
+    task_queue: str = Field("smile-onboarding", min_length=1, validation_alias="ONBOARDING_TASK_QUEUE")
+    stall_timeouts: Annotated[dict[Stage, timedelta], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_STALL_TIMEOUTS),
+        validation_alias="ONBOARDING_STALL_TIMEOUTS",
+    )
+    expire_after: timedelta = Field(timedelta(days=7), validation_alias="ONBOARDING_EXPIRE_AFTER")
+    settle_window: timedelta = Field(
+        timedelta(minutes=10), validation_alias="ONBOARDING_SETTLE_WINDOW"
+    )
+    required_data: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["identity", "employments", "incomes"],
+        validation_alias="ONBOARDING_REQUIRED_DATA",
+    )
+    continue_as_new_after: int = Field(
+        2000, ge=1, validation_alias="ONBOARDING_CONTINUE_AS_NEW_AFTER"
+    )
+    dedupe_window: int = Field(10_000, ge=1, validation_alias="ONBOARDING_DEDUPE_WINDOW")
+    history_limit: int = Field(500, ge=1, validation_alias="ONBOARDING_HISTORY_LIMIT")
+    rpc_timeout: timedelta = Field(timedelta(seconds=10), validation_alias="ONBOARDING_RPC_TIMEOUT")
+
+    @field_validator("webhook_secrets", "admin_tokens", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> list[Any]:
+        if isinstance(value, list) and all(isinstance(v, SecretStr) for v in value):
+            return value
+        return _split(value)
+
+    @field_validator("required_data", mode="before")
+    @classmethod
+    def _split_required(cls, value: Any) -> list[str]:
+        return [v.lower() for v in _split(value)]
+
+    @field_validator("stall_timeouts", mode="before")
+    @classmethod
+    def _parse_stalls(cls, value: Any) -> dict[Stage, timedelta]:
+        return parse_stall_timeouts(value)
+
+    @field_validator("expire_after", "settle_window", "rpc_timeout", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> timedelta:
+        parsed = parse_duration(value)
+        if parsed.total_seconds() <= 0:
+            raise ValueError("must be a positive duration")
+        return parsed
+
+    def default_options(self) -> OnboardingOptions:
+        """The per-onboarding options a new onboarding starts with."""
+        return OnboardingOptions(
+            timeouts=Timeouts(
+                stall={s: t.total_seconds() for s, t in self.stall_timeouts.items()},
+                expire_after=self.expire_after.total_seconds(),
+                settle_window=self.settle_window.total_seconds(),
+            ),
+            required_data=list(self.required_data),
+            continue_as_new_after=self.continue_as_new_after,
+            dedupe_window=self.dedupe_window,
+            history_limit=self.history_limit,
+        )
