@@ -38,11 +38,13 @@ def format_duration(value: timedelta | float) -> str:
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
     if seconds <= 0:
         return "0s"
+    if seconds >= 60:
+        seconds = round(seconds)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         count, seconds = divmod(seconds, size)
         if count:
             parts.append(f"{int(count)}{unit}")
     if seconds:
-        parts.append(f"{seconds:g}s")
+        parts.append(f"{round(seconds, 1):g}s")
     return "".join(parts)

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     )
     dedupe_window: int = Field(10_000, ge=1, validation_alias="ONBOARDING_DEDUPE_WINDOW")
     history_limit: int = Field(500, ge=1, validation_alias="ONBOARDING_HISTORY_LIMIT")
+    webhook_max_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, validation_alias="SMILE_WEBHOOK_MAX_BYTES"
+    )
+    request_max_bytes: int = Field(64 * 1024, ge=1024, validation_alias="ONBOARDING_REQUEST_MAX_BYTES")
     rpc_timeout: timedelta = Field(timedelta(seconds=10), validation_alias="ONBOARDING_RPC_TIMEOUT")
 
     @field_validator("webhook_secrets", "admin_tokens", mode="before")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.envconfig import ClientConfig
+from temporalio.envconfig import ClientConfig, ClientConnectConfig
 
 DEFAULT_ADDRESS = "localhost:7233"
 
@@ -22,10 +22,8 @@ async def connect(
 ) -> Client:
     """Connect a client. ``address``/``namespace`` override the environment; with
     ``use_environment=False`` (the embedded dev server) the environment is ignored entirely."""
-    config = (
-        ClientConfig.load_client_connect_config()
-        if use_environment
-        else ClientConfig.load_client_connect_config(disable_env=True, disable_file=True)
+    config: ClientConnectConfig = (
+        ClientConfig.load_client_connect_config() if use_environment else {}
     )
     config.setdefault("target_host", DEFAULT_ADDRESS)
     if address:

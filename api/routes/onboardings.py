@@ -1,0 +1,120 @@
+"""Operator endpoints: read, list and count onboardings, change their timeouts, cancel them.
+Every route here needs the admin bearer token."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query
+from pydantic import BeforeValidator, Field
+
+from api.deps import AdminDep, OnboardingsDep
+from api.problems import Problem
+from onboarding.durations import parse_duration
+from onboarding.identity import USER_ID_PATTERN
+from onboarding.models import (
+    CamelModel,
+    OnboardingView,
+    Stage,
+    Status,
+    Timeouts,
+    TimeoutsChange,
+)
+from onboarding.operations import Funnel, OnboardingPage
+
+router = APIRouter(
+    prefix="/onboardings",
+    tags=["onboardings"],
+    dependencies=[AdminDep],
+    responses={
+        401: {"model": Problem, "description": "Missing or invalid bearer token"},
+        503: {"model": Problem, "description": "Temporal unreachable"},
+    },
+)
+
+UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, description="Smile user id")]
+
+
+def _seconds(value: Any) -> float:
+    return parse_duration(value).total_seconds()
+
+
+Duration = Annotated[float, BeforeValidator(_seconds)]
+
+
+class TimeoutsBody(CamelModel):
+    """Durations as text (``90s``, ``6h``, ``1h30m``, ``7d``) or seconds."""
+
+    stall: dict[str, Duration] = Field(
+        default_factory=dict, description="Per-stage stall timeouts, e.g. {'connected': '6h'}"
+    )
+    expire_after: Duration | None = None
+    settle_window: Duration | None = None
+
+
+class CancelBody(CamelModel):
+    reason: str = Field("cancelled by operator", min_length=1, max_length=500)
+
+
+@router.get("", response_model=OnboardingPage)
+async def list_onboardings(
+    onboardings: OnboardingsDep,
+    stage: Stage | None = None,
+    status: Status | None = None,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=500)] = 50,
+    page_token: Annotated[str | None, Query(alias="pageToken", max_length=4096)] = None,
+) -> OnboardingPage:
+    """Onboardings by stage and/or status, newest first, one page at a time."""
+    return await onboardings.list(stage, status, page_size, page_token)
+
+
+@router.get("/stats", response_model=Funnel)
+async def onboarding_stats(onboardings: OnboardingsDep) -> Funnel:
+    """The funnel: how many onboardings are in each stage and each status."""
+    return await onboardings.funnel()
+
+
+@router.get(
+    "/{user_id}",
+    response_model=OnboardingView,
+    responses={404: {"model": Problem, "description": "No onboarding for this user"}},
+)
+async def get_onboarding(user_id: UserId, onboardings: OnboardingsDep) -> OnboardingView:
+    """One user's onboarding: stage, status, facts, deadlines and event history."""
+    return await onboardings.get(user_id)
+
+
+@router.put(
+    "/{user_id}/timeouts",
+    response_model=Timeouts,
+    responses={
+        404: {"model": Problem, "description": "No onboarding for this user"},
+        409: {"model": Problem, "description": "The onboarding has ended"},
+        422: {"model": Problem, "description": "Unknown stage or non-positive duration"},
+    },
+)
+async def set_timeouts(
+    user_id: UserId, body: TimeoutsBody, onboardings: OnboardingsDep
+) -> Timeouts:
+    """Change stall timeouts (per stage), expireAfter or settleWindow of a running onboarding."""
+    change = TimeoutsChange(
+        stall=body.stall, expire_after=body.expire_after, settle_window=body.settle_window
+    )
+    return await onboardings.set_timeouts(user_id, change)
+
+
+@router.post(
+    "/{user_id}/cancel",
+    response_model=OnboardingView,
+    responses={
+        404: {"model": Problem, "description": "No onboarding for this user"},
+        409: {"model": Problem, "description": "The onboarding has already ended"},
+    },
+)
+async def cancel_onboarding(
+    user_id: UserId,
+    onboardings: OnboardingsDep,
+    body: Annotated[CancelBody | None, Body()] = None,
+) -> OnboardingView:
+    """End an onboarding as ``cancelled``."""
+    return await onboardings.cancel(user_id, (body or CancelBody()).reason)

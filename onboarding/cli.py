@@ -1,0 +1,265 @@
+"""The ``onboarding`` command: run the service (``dev``, ``worker``, ``api``) and operate it
+(``status``, ``list``, ``stats``, ``timeouts``, ``cancel``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from onboarding.binaries import BinaryNotFound
+from onboarding.devserver import DevServerError
+from onboarding.durations import parse_duration
+from onboarding.models import Stage, Status, TimeoutsChange
+from onboarding.operations import OnboardingError, Onboardings
+from onboarding.settings import Settings
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class CliError(Exception):
+    pass
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise CliError(f"invalid configuration: {err}") from None
+
+
+# --- running the service -----------------------------------------------------------------
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from onboarding.dev import DevOptions, run_dev
+
+    asyncio.run(
+        run_dev(
+            DevOptions(
+                data_dir=Path(args.data_dir),
+                host=args.host,
+                port=args.port,
+                temporal_port=args.temporal_port,
+                ui_port=args.ui_port,
+            )
+        )
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from onboarding.temporal import connect
+    from onboarding.worker import build_worker
+
+    settings = _settings()
+
+    async def run() -> None:
+        client = await connect(args.temporal_address)
+        worker = build_worker(client, settings.task_queue)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))
+        logging.getLogger("onboarding").info(
+            "worker polling task queue %s on %s", settings.task_queue, client.service_client.config.target_host
+        )
+        await worker.run()
+
+    asyncio.run(run())
+
+
+def cmd_api(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    if not settings.webhook_secrets:
+        raise CliError("SMILE_WEBHOOK_SECRET is not set: webhooks could never be verified")
+    if not settings.admin_tokens:
+        raise CliError("ONBOARDING_ADMIN_TOKEN is not set: operator endpoints would admit nobody")
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    uvicorn.run(create_app(settings, temporal_address=args.temporal_address), host=host, port=port)
+
+
+# --- operating it ------------------------------------------------------------------------
+
+
+def _operate(args: argparse.Namespace, action: Callable[[Onboardings], Awaitable[Any]]) -> Any:
+    from onboarding.temporal import connect
+
+    settings = _settings()
+
+    async def run() -> Any:
+        try:
+            client = await connect(args.temporal_address)
+        except RuntimeError as err:
+            raise CliError(f"cannot reach Temporal: {err}") from None
+        return await action(Onboardings(client, settings))
+
+    return asyncio.run(run())
+
+
+def _emit(args: argparse.Namespace, value: BaseModel, text: str) -> None:
+    if args.json:
+        print(value.model_dump_json(by_alias=True, indent=2))
+    else:
+        print(text)
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from onboarding.render import render_view
+
+    view = _operate(args, lambda o: o.get(args.user_id))
+    _emit(args, view, render_view(view))
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from onboarding.render import render_page
+
+    page = _operate(
+        args, lambda o: o.list(args.stage, args.status, args.page_size, args.page_token)
+    )
+    _emit(args, page, render_page(page))
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    from onboarding.render import render_funnel
+
+    funnel = _operate(args, lambda o: o.funnel())
+    _emit(args, funnel, render_funnel(funnel))
+
+
+def _parse_assignment(text: str) -> tuple[str, float]:
+    stage, sep, duration = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected STAGE=DURATION (e.g. connected=6h), got {text!r}")
+    try:
+        return stage.strip(), parse_duration(duration).total_seconds()
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _parse_seconds(text: str) -> float:
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def cmd_timeouts(args: argparse.Namespace) -> None:
+    from onboarding.render import render_timeouts
+
+    change = TimeoutsChange(
+        stall=dict(args.set or []),
+        expire_after=args.expire_after,
+        settle_window=args.settle_window,
+    )
+    if not change.stall and change.expire_after is None and change.settle_window is None:
+        view = _operate(args, lambda o: o.get(args.user_id))
+        _emit(args, view.timeouts, render_timeouts(view.timeouts))
+        return
+    timeouts = _operate(args, lambda o: o.set_timeouts(args.user_id, change))
+    _emit(args, timeouts, render_timeouts(timeouts))
+
+
+def cmd_cancel(args: argparse.Namespace) -> None:
+    view = _operate(args, lambda o: o.cancel(args.user_id, args.reason))
+    _emit(args, view, f"{view.user_id}: {view.status.value} ({view.status_reason})")
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onboarding", description="Durable onboarding orchestrator for Smile, on Temporal."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = sub.add_parser("dev", help="Temporal dev server + worker + API in one process")
+    dev.add_argument("--data-dir", default="./.onboarding", help="default: ./.onboarding")
+    dev.add_argument("--host", default="127.0.0.1", help="API host (default 127.0.0.1)")
+    dev.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    dev.add_argument("--temporal-port", type=int, default=7233, help="default 7233")
+    dev.add_argument("--ui-port", type=int, default=8233, help="Temporal web UI (default 8233)")
+    dev.set_defaults(func=cmd_dev)
+
+    def temporal_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--temporal-address",
+            default=None,
+            help="host:port; default from TEMPORAL_ADDRESS or the temporal.toml profile",
+        )
+
+    worker = sub.add_parser("worker", help="run a worker against any Temporal cluster")
+    temporal_option(worker)
+    worker.set_defaults(func=cmd_worker)
+
+    api = sub.add_parser("api", help="run the HTTP API against any Temporal cluster")
+    api.add_argument("--host", default=None, help="default ONBOARDING_HOST or 127.0.0.1")
+    api.add_argument("--port", type=int, default=None, help="default ONBOARDING_PORT or 8000")
+    temporal_option(api)
+    api.set_defaults(func=cmd_api)
+
+    def operator(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        temporal_option(p)
+        p.add_argument("--json", action="store_true", help="print JSON")
+        return p
+
+    status = operator("status", "one user's onboarding state")
+    status.add_argument("user_id")
+    status.set_defaults(func=cmd_status)
+
+    list_ = operator("list", "onboardings by stage and status")
+    list_.add_argument("--stage", type=Stage, choices=list(Stage), default=None)
+    list_.add_argument("--status", type=Status, choices=list(Status), default=None)
+    list_.add_argument("--page-size", type=int, default=50)
+    list_.add_argument("--page-token", default=None)
+    list_.set_defaults(func=cmd_list)
+
+    stats = operator("stats", "the funnel: counts per stage and status")
+    stats.set_defaults(func=cmd_stats)
+
+    timeouts = operator("timeouts", "show or change one onboarding's timeouts")
+    timeouts.add_argument("user_id")
+    timeouts.add_argument("--set", type=_parse_assignment, action="append",
+                          metavar="STAGE=DURATION", help="e.g. connected=6h (repeatable)")
+    timeouts.add_argument("--expire-after", type=_parse_seconds, default=None)
+    timeouts.add_argument("--settle-window", type=_parse_seconds, default=None)
+    timeouts.set_defaults(func=cmd_timeouts)
+
+    cancel = operator("cancel", "cancel one onboarding")
+    cancel.add_argument("user_id")
+    cancel.add_argument("--reason", default="cancelled by operator")
+    cancel.set_defaults(func=cmd_cancel)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CliError, DevServerError, BinaryNotFound) as err:
+        print(f"onboarding {args.command}: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OnboardingError as err:
+        print(f"onboarding {args.command}: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
