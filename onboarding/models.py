@@ -300,6 +300,7 @@ class OnboardingView(CamelModel):
     status_reason: str | None
     started_at: datetime | None
     stage_entered_at: datetime | None
+    stalled_at: datetime | None
     data_ready_at: datetime | None
     ended_at: datetime | None
     required_data: list[str]

@@ -283,6 +283,7 @@ class OnboardingWorkflow:
             status_reason=life.status_reason,
             started_at=life.started_at,
             stage_entered_at=life.stage_entered_at,
+            stalled_at=life.stalled_at if life.status is Status.STALLED else None,
             data_ready_at=life.data_ready_at,
             ended_at=life.ended_at,
             required_data=self._options.required_data,

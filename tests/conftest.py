@@ -1,0 +1,121 @@
+"""Shared fixtures: Temporal's real servers from the pip-installed binaries (nothing downloads),
+the API app, and helpers to poll with a deadline instead of sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from onboarding import search_attributes
+from onboarding.binaries import temporal_cli, temporal_test_server
+from onboarding.identity import workflow_id_for
+from onboarding.settings import Settings
+from onboarding.worker import build_worker
+
+T = TypeVar("T")
+
+WEBHOOK_SECRET = "a little secret"
+OLD_WEBHOOK_SECRET = "the previous secret"
+ADMIN_TOKEN = "admin-token-for-tests"
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]], *, timeout: float = 15.0, interval: float = 0.05
+) -> T:
+    """Retry ``check`` until it returns without AssertionError, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(interval)
+
+
+def unique_user() -> str:
+    return f"tenantId-{uuid.uuid4().hex}"
+
+
+async def workflow_exists(client: Client, user_id: str) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id_for(user_id)).describe()
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(temporal_test_server()),
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+                for key in search_attributes.ALL
+            },
+        )
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(temporal_cli()),
+        search_attributes=search_attributes.ALL,
+    ) as env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def api_settings() -> Settings:
+    return Settings(
+        webhook_secrets=[SecretStr(WEBHOOK_SECRET), SecretStr(OLD_WEBHOOK_SECRET)],
+        admin_tokens=[SecretStr(ADMIN_TOKEN)],
+        task_queue=f"api-tests-{uuid.uuid4().hex[:8]}",
+    )
+
+
+@pytest.fixture(scope="session")
+async def dev_worker(dev_env: WorkflowEnvironment, api_settings: Settings) -> AsyncIterator[None]:
+    async with build_worker(dev_env.client, api_settings.task_queue):
+        yield
+
+
+@pytest.fixture
+async def api(
+    dev_env: WorkflowEnvironment, dev_worker: None, api_settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The real FastAPI app, in process, against the real dev server and a real worker."""
+    app = create_app(api_settings, dev_env.client)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}

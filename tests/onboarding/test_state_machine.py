@@ -1,0 +1,194 @@
+"""The pure state machine, directly: each event's effect, duplicates, unknown types, stages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from onboarding.compact import compact_data
+from onboarding.models import ConnectionStatus, Event, SmileWebhook, Source, Stage
+from onboarding.state_machine import apply, apply_all, derive_stage, new_journal
+from tests.smile_samples import event, example_body, example_types
+
+REQUIRED = ["identity", "employments", "incomes"]
+
+
+def stage_after(*events: Event, required: list[str] = REQUIRED) -> Stage:
+    return derive_stage(apply_all(new_journal("u-test"), events).facts, required)
+
+
+def test_a_new_onboarding_is_created() -> None:
+    assert stage_after() is Stage.CREATED
+    assert stage_after(event("USER_CREATED")) is Stage.CREATED
+
+
+@pytest.mark.parametrize(
+    ("event_type", "stage", "status"),
+    [
+        ("ACCOUNT_CREATED", Stage.ACCOUNT_CREATED, ConnectionStatus.PENDING),
+        ("ACCOUNT_CONNECTED", Stage.CONNECTED, ConnectionStatus.CONNECTED),
+        ("ACCOUNT_FAILED", Stage.ACCOUNT_CREATED, ConnectionStatus.ERROR),
+        ("ACCOUNT_DISCONNECTED", Stage.ACCOUNT_CREATED, ConnectionStatus.DISCONNECTED),
+    ],
+)
+def test_account_events_set_the_connection_status(
+    event_type: str, stage: Stage, status: ConnectionStatus
+) -> None:
+    journal = apply(new_journal("u"), event(event_type, accountId="a-1", providers=["abccorp"],
+                                            errorCode="INVALID_CREDENTIALS"))
+    account = journal.facts.accounts["a-1"]
+    assert account.status is status
+    assert account.providers == ["abccorp"]
+    assert account.reported_by is Source.WEBHOOK
+    assert (account.error_code == "INVALID_CREDENTIALS") == (status is ConnectionStatus.ERROR)
+    assert derive_stage(journal.facts, REQUIRED) is stage
+
+
+def test_archive_started_is_the_uploads_stage_and_revocation_undoes_it() -> None:
+    started = event("ARCHIVE_STARTED", archiveId="archive-1", at=1)
+    assert stage_after(started) is Stage.UPLOADS
+    assert stage_after(started, event("ARCHIVE_REVOKED", archiveId="archive-1", at=2)) is Stage.CREATED
+
+
+def test_all_required_data_makes_data_ready() -> None:
+    connected = event("ACCOUNT_CONNECTED", accountId="a-1")
+    identity = event("IDENTITY_ADDED", accountId="a-1")
+    employments = event("EMPLOYMENTS_ADDED", accountId="a-1", count=3)
+    incomes = event("INCOMES_ADDED", accountId="a-1", count=2)
+    assert stage_after(connected, identity, employments) is Stage.CONNECTED
+    assert stage_after(connected, identity, employments, incomes) is Stage.DATA_READY
+    facts = apply_all(new_journal("u"), [identity, employments, incomes]).facts
+    assert facts.data["employments"].items == 3
+    assert facts.data["identity"].items == 1
+
+
+def test_required_data_is_configurable() -> None:
+    assert stage_after(event("INCOMES_ADDED"), required=["incomes"]) is Stage.DATA_READY
+    assert stage_after(event("INCOMES_ADDED"), required=[]) is Stage.CREATED
+
+
+def test_task_finished_succeeded_on_a_connected_account_makes_data_ready() -> None:
+    finished = event("TASK_FINISHED", sourceId="a-1", sourceType="ACCOUNT",
+                     taskType="LINK_ACCOUNT", status="SUCCEEDED", at=5)
+    assert stage_after(finished) is Stage.CREATED  # account never proven connected
+    assert stage_after(event("ACCOUNT_CONNECTED", accountId="a-1"), finished) is Stage.DATA_READY
+    failed = event("TASK_FINISHED", sourceId="a-1", sourceType="ACCOUNT",
+                   taskType="LINK_ACCOUNT", status="FAILED", at=5)
+    assert stage_after(event("ACCOUNT_CONNECTED", accountId="a-1"), failed) is Stage.CONNECTED
+
+
+def test_task_finished_for_an_archive_makes_data_ready() -> None:
+    finished = event("TASK_FINISHED", sourceId="archive-1", sourceType="ARCHIVE",
+                     taskType="ANALYZE", status="SUCCEEDED")
+    assert stage_after(finished) is Stage.DATA_READY
+
+
+def test_widget_claims_never_make_data_ready() -> None:
+    widget_connected = event("onAccountConnected", source=Source.WIDGET, accountId="a-1")
+    finished = event("TASK_FINISHED", sourceId="a-1", sourceType="ACCOUNT",
+                     taskType="LINK_ACCOUNT", status="SUCCEEDED", at=5)
+    assert stage_after(widget_connected) is Stage.CONNECTED  # a hint may advance the stage
+    assert stage_after(widget_connected, finished) is Stage.CONNECTED  # but never to data_ready
+
+
+def test_webhook_beats_widget_whatever_the_timestamps() -> None:
+    webhook = event("ACCOUNT_FAILED", accountId="a-1", errorCode="INVALID_CREDENTIALS", at=1)
+    widget = event("onAccountConnected", source=Source.WIDGET, accountId="a-1", at=99)
+    for order in ([webhook, widget], [widget, webhook]):
+        account = apply_all(new_journal("u"), order).facts.accounts["a-1"]
+        assert account.status is ConnectionStatus.ERROR
+        assert account.reported_by is Source.WEBHOOK
+
+
+def test_last_writer_wins_by_created_at_not_arrival() -> None:
+    connected = event("ACCOUNT_CONNECTED", accountId="a-1", at=10)
+    created = event("ACCOUNT_CREATED", accountId="a-1", at=1)
+    account = apply_all(new_journal("u"), [connected, created]).facts.accounts["a-1"]
+    assert account.status is ConnectionStatus.CONNECTED
+
+
+def test_duplicates_change_nothing() -> None:
+    connected = event("ACCOUNT_CONNECTED", event_id="et-dup", accountId="a-1")
+    once = apply(new_journal("u"), connected)
+    twice = apply(once, connected)
+    assert twice.facts == once.facts
+    assert twice.history == once.history
+    assert twice.events_total == 1
+    assert twice.duplicates_ignored == 1
+
+
+def test_same_id_from_the_widget_does_not_suppress_a_webhook() -> None:
+    forged = event("onAccountRemoved", source=Source.WIDGET, event_id="et-1", accountId="a-1")
+    real = event("ACCOUNT_CONNECTED", event_id="et-1", accountId="a-1")
+    journal = apply_all(new_journal("u"), [forged, real])
+    assert journal.events_total == 2
+    assert journal.facts.accounts["a-1"].status is ConnectionStatus.CONNECTED
+
+
+def test_unknown_types_are_kept_in_history_and_change_no_stage() -> None:
+    journal = apply(new_journal("u"), event("SOMETHING_NEW", foo="bar"))
+    assert journal.facts.unknown_types == ["SOMETHING_NEW"]
+    assert [(r.type, r.known) for r in journal.history] == [("SOMETHING_NEW", False)]
+    assert derive_stage(journal.facts, REQUIRED) is Stage.CREATED
+
+
+def test_apply_is_pure() -> None:
+    before = new_journal("u")
+    snapshot = before.model_copy(deep=True)
+    apply(before, event("ACCOUNT_CONNECTED", accountId="a-1"))
+    assert before == snapshot
+
+
+def test_dedupe_window_and_history_are_bounded() -> None:
+    events = [event("IDENTITY_ADDED", event_id=f"et-{i}", at=i) for i in range(30)]
+    journal = apply_all(new_journal("u"), events, dedupe_window=10, history_limit=5)
+    assert len(journal.seen) == 10
+    assert [r.id for r in journal.history] == [f"et-{i}" for i in range(25, 30)]
+    assert journal.events_total == 30
+
+
+def test_widget_callbacks() -> None:
+    events = [
+        event("onUIEvent", source=Source.WIDGET, at=1, eventName="MfaPageOpened",
+              account={"accountId": "a-1", "providerId": "abccorp"}),
+        event("onTokenExpired", source=Source.WIDGET, at=2),
+        event("onUploadsCreated", source=Source.WIDGET, at=3, uploads={"fileType": "PAYSLIP"}),
+        event("onClose", source=Source.WIDGET, at=4, reason="exit"),
+    ]
+    journal = apply_all(new_journal("u"), events)
+    facts = journal.facts
+    assert facts.accounts["a-1"].status is ConnectionStatus.AWAITING_MFA
+    assert facts.accounts["a-1"].reported_by is Source.WIDGET
+    assert facts.token.expired_reports == 1
+    assert (facts.widget.state, facts.widget.close_reason) == ("closed", "exit")
+    assert facts.widget.last_screen == "MfaPageOpened"
+    assert derive_stage(facts, REQUIRED) is Stage.UPLOADS
+    removed = apply(journal, event("onUploadsRemoved", source=Source.WIDGET, at=5))
+    assert derive_stage(removed.facts, REQUIRED) is Stage.ACCOUNT_CREATED
+
+
+def test_invite_and_sync_tasks_are_recorded() -> None:
+    journal = apply_all(new_journal("u"), [
+        event("INVITE_INVITED", inviteId="iv-1", at=1),
+        event("INVITE_LINKED", inviteId="iv-1", at=2),
+        event("ACCOUNT_SYNC_TASK_FINISHED", sourceId="a-1", sourceType="ACCOUNT",
+              taskType="SYNC", status="SUCCEEDED", at=3),
+    ])
+    assert journal.facts.invite is not None and journal.facts.invite.status == "linked"
+    (task,) = journal.facts.tasks.values()
+    assert (task.kind, task.status) == ("sync", "SUCCEEDED")
+    assert derive_stage(journal.facts, REQUIRED) is Stage.CREATED
+
+
+@pytest.mark.parametrize("event_type", example_types())
+def test_every_documented_example_applies(event_type: str) -> None:
+    envelope = SmileWebhook.model_validate_json(example_body(event_type))
+    ev = Event(id=envelope.id, type=envelope.type, source=Source.WEBHOOK,
+               created_at=envelope.created_at, received_at=envelope.created_at,
+               data=compact_data(envelope.data))
+    journal = apply(new_journal("u"), ev)
+    assert journal.events_total == 1
+    assert journal.facts.unknown_types == []
+    assert "payload" not in ev.data and "loginName" not in ev.data
+    json.loads(journal.model_dump_json())  # stays serialisable
