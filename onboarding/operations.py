@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, TypeVar
@@ -100,6 +102,21 @@ def _raise_for_rpc(err: RPCError, user_id: str | None = None) -> None:
         raise OnboardingNotFound(user_id) from err
 
 
+@contextmanager
+def _temporal_errors(user_id: str | None = None) -> Iterator[None]:
+    """Translate the client's errors into the service's own."""
+    try:
+        yield
+    except RPCError as err:
+        _raise_for_rpc(err, user_id)
+        raise
+    except RuntimeError as err:
+        # A lazy client that cannot reach the server raises this instead of an RPCError.
+        if "client connect" in str(err).lower():
+            raise TemporalUnavailable(err) from err
+        raise
+
+
 class Onboardings:
     """The service layer over one Temporal client and the settings."""
 
@@ -115,38 +132,33 @@ class Onboardings:
         only once Temporal has durably accepted the signal."""
         workflow_id = workflow_id_for(user_id)
         try:
-            await self.client.start_workflow(
-                OnboardingWorkflow.run,
-                OnboardingInput(user_id=user_id, options=self.settings.default_options()),
-                id=workflow_id,
-                task_queue=self.settings.task_queue,
-                start_signal="ingest",
-                start_signal_args=[EventBatch(events=events)],
-                # A finished onboarding is never restarted empty by a late event.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(search_attributes.STAGE, Stage.CREATED.value),
-                        SearchAttributePair(search_attributes.STATUS, Status.ACTIVE.value),
-                    ]
-                ),
-                rpc_timeout=self.settings.rpc_timeout,
-            )
+            with _temporal_errors():
+                await self.client.start_workflow(
+                    OnboardingWorkflow.run,
+                    OnboardingInput(user_id=user_id, options=self.settings.default_options()),
+                    id=workflow_id,
+                    task_queue=self.settings.task_queue,
+                    start_signal="ingest",
+                    start_signal_args=[EventBatch(events=events)],
+                    # A finished onboarding is never restarted empty by a late event.
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(search_attributes.STAGE, Stage.CREATED.value),
+                            SearchAttributePair(search_attributes.STATUS, Status.ACTIVE.value),
+                        ]
+                    ),
+                    rpc_timeout=self.settings.rpc_timeout,
+                )
         except WorkflowAlreadyStartedError:
             return IngestResult("onboarding_ended", workflow_id)
-        except RPCError as err:
-            _raise_for_rpc(err)
-            raise
         return IngestResult("accepted", workflow_id)
 
     async def get(self, user_id: str) -> OnboardingView:
-        try:
+        with _temporal_errors(user_id):
             return await self._handle(user_id).query(
                 OnboardingWorkflow.state, rpc_timeout=self.settings.rpc_timeout
             )
-        except RPCError as err:
-            _raise_for_rpc(err, user_id)
-            raise
 
     async def set_timeouts(self, user_id: str, change: TimeoutsChange) -> Timeouts:
         return await self._update(user_id, "set_timeouts", change, Timeouts)
@@ -159,9 +171,10 @@ class Onboardings:
     ) -> _T:
         handle = self._handle(user_id)
         try:
-            return await handle.execute_update(
-                name, arg, result_type=result, rpc_timeout=self.settings.rpc_timeout
-            )
+            with _temporal_errors():
+                return await handle.execute_update(
+                    name, arg, result_type=result, rpc_timeout=self.settings.rpc_timeout
+                )
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
@@ -201,8 +214,10 @@ class Onboardings:
         try:
             await iterator.fetch_next_page()
         except RPCError as err:
-            _raise_for_rpc(err)
-            raise
+            if token is not None and err.status in _BAD_TOKEN:
+                raise BadPageToken() from err
+            with _temporal_errors():
+                raise
         items = []
         for execution in iterator.current_page or []:
             attrs = execution.typed_search_attributes
@@ -221,18 +236,15 @@ class Onboardings:
         next_token = iterator.next_page_token
         return OnboardingPage(
             items=items,
-            next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None,
+            next_page_token=_encode_token(next_token) if next_token else None,
         )
 
     async def funnel(self) -> Funnel:
         async def count(stage: Stage | None = None, status: Status | None = None) -> int:
-            try:
+            with _temporal_errors():
                 result = await self.client.count_workflows(
                     _visibility_query(stage, status), rpc_timeout=self.settings.rpc_timeout
                 )
-            except RPCError as err:
-                _raise_for_rpc(err)
-                raise
             return result.count
 
         return Funnel(
@@ -247,13 +259,25 @@ class BadPageToken(OnboardingError):
         super().__init__("pageToken is not a token returned by this endpoint")
 
 
+_TOKEN_PREFIX = b"onboardings.v1:"
+# What a visibility store answers to a token it did not issue.
+_BAD_TOKEN = {RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.UNKNOWN, RPCStatusCode.INTERNAL}
+
+
+def _encode_token(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(_TOKEN_PREFIX + raw).decode()
+
+
 def _decode_token(page_token: str | None) -> bytes | None:
     if not page_token:
         return None
     try:
-        return base64.urlsafe_b64decode(page_token.encode())
+        decoded = base64.b64decode(page_token.encode(), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise BadPageToken() from None
+    if not decoded.startswith(_TOKEN_PREFIX):
+        raise BadPageToken()
+    return decoded.removeprefix(_TOKEN_PREFIX)
 
 
 def _visibility_query(stage: Stage | None, status: Status | None) -> str:

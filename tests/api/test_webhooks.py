@@ -1,0 +1,224 @@
+"""``POST /webhooks/smile`` through the real FastAPI app, against a real Temporal dev server.
+Every refusal also checks that nothing reached Temporal."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from api.signatures import sign
+from onboarding.models import Stage
+from onboarding.settings import Settings
+from onboarding.temporal import connect
+from tests.conftest import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, eventually, unique_user, workflow_exists
+from tests.smile_samples import BASE_TIME, EXAMPLE_USER, example_body, webhook_body
+
+URL = "/webhooks/smile"
+
+
+def signed(body: bytes, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    return {"Smile-Signature": sign(body, secret), "Content-Type": "application/json"}
+
+
+async def state(api: httpx.AsyncClient, admin: dict[str, str], user: str) -> dict:  # type: ignore[type-arg]
+    async def check() -> dict:  # type: ignore[type-arg]
+        response = await api.get(f"/onboardings/{user}", headers=admin)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    return await eventually(check)
+
+
+async def test_documented_example_is_accepted_and_visible(
+    api: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    body = example_body("ACCOUNT_CONNECTED")  # byte for byte as Smile documents it
+    response = await api.post(URL, content=body, headers=signed(body))
+    assert response.status_code == 202, response.text
+    ack = response.json()
+    assert ack["outcome"] == "signalled"
+    assert ack["workflowId"] == f"onboarding-{EXAMPLE_USER}"
+
+    view = await state(api, admin, EXAMPLE_USER)
+    assert view["userId"] == EXAMPLE_USER
+    assert view["stage"] == "connected"
+    assert view["status"] == "active"
+    assert view["accounts"][0]["accountId"] == "a-123abc456def789abc123def456abc78"
+    assert view["accounts"][0]["reportedBy"] == "webhook"
+    (record,) = view["events"]
+    assert record["type"] == "ACCOUNT_CONNECTED"
+    assert record["id"] == "et-123abc456def789abc123def456abc78"
+    assert record["createdAt"].startswith("2021-04-14T09:30:24")
+    assert "receivedAt" in record
+    assert "userLoginName" not in json.dumps(view)  # loginName is never stored
+
+
+async def test_a_journey_reaches_data_ready(api: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    user = unique_user()
+    journey = ("USER_CREATED", "ACCOUNT_CREATED", "ACCOUNT_CONNECTED", "IDENTITY_ADDED",
+               "EMPLOYMENTS_ADDED", "INCOMES_ADDED")
+    for at, event_type in enumerate(journey):
+        body = webhook_body(event_type, user, created_at=BASE_TIME + timedelta(seconds=at))
+        assert (await api.post(URL, content=body, headers=signed(body))).status_code == 202
+
+    async def data_ready() -> None:
+        view = (await api.get(f"/onboardings/{user}", headers=admin)).json()
+        assert view["stage"] == Stage.DATA_READY.value
+        assert view["eventsTotal"] == 6
+
+    await eventually(data_ready)
+
+
+async def test_duplicates_are_acknowledged_and_counted_once(
+    api: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    user = unique_user()
+    body = webhook_body("ACCOUNT_CREATED", user)
+    for _ in range(3):
+        assert (await api.post(URL, content=body, headers=signed(body))).status_code == 202
+
+    async def deduped() -> None:
+        view = (await api.get(f"/onboardings/{user}", headers=admin)).json()
+        assert (view["eventsTotal"], view["duplicatesIgnored"]) == (1, 2)
+
+    await eventually(deduped)
+
+
+async def test_unknown_event_type_is_accepted_and_recorded(
+    api: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    user = unique_user()
+    body = webhook_body("SOMETHING_SMILE_ADDS_LATER", user, widget="x")
+    response = await api.post(URL, content=body, headers=signed(body))
+    assert response.status_code == 202
+    view = await state(api, admin, user)
+    assert view["unknownTypes"] == ["SOMETHING_SMILE_ADDS_LATER"]
+    assert view["events"][0]["known"] is False
+    assert view["stage"] == "created"
+
+
+@pytest.mark.parametrize("event_type", ["RECORD_CREATED", "RECORD_COMPLETED"])
+async def test_events_without_a_user_match_no_onboarding(
+    api: httpx.AsyncClient, event_type: str
+) -> None:
+    body = example_body(event_type)
+    response = await api.post(URL, content=body, headers=signed(body))
+    assert response.status_code == 202
+    assert response.json()["outcome"] == "no_user"
+    assert "matched no onboarding" in response.json()["detail"]
+
+
+async def test_rotation_accepts_either_configured_secret(
+    api: httpx.AsyncClient, dev_env: WorkflowEnvironment
+) -> None:
+    for secret in (WEBHOOK_SECRET, OLD_WEBHOOK_SECRET):
+        user = unique_user()
+        body = webhook_body("USER_CREATED", user)
+        assert (await api.post(URL, content=body, headers=signed(body, secret))).status_code == 202
+        assert await workflow_exists(dev_env.client, user)
+
+
+def _reserialized(body: bytes) -> bytes:
+    return json.dumps(json.loads(body), indent=2).encode()
+
+
+@pytest.mark.parametrize(
+    "headers_for",
+    [
+        pytest.param(lambda body: {}, id="missing header"),
+        pytest.param(lambda body: {"Smile-Signature": ""}, id="empty header"),
+        pytest.param(lambda body: signed(body, "a wrong secret"), id="wrong secret"),
+        pytest.param(lambda body: {"Smile-Signature": sign(_reserialized(body), WEBHOOK_SECRET)},
+                     id="signature of a re-serialized body"),
+        pytest.param(lambda body: {"Smile-Signature": sign(body, WEBHOOK_SECRET).upper()},
+                     id="uppercase hex"),
+        pytest.param(lambda body: {"Smile-Signature": sign(body, WEBHOOK_SECRET)[:-2]},
+                     id="wrong length"),
+        pytest.param(lambda body: {"Smile-Signature": "z" * 128}, id="not hex"),
+    ],
+)
+async def test_bad_signatures_are_401_and_nothing_is_signalled(
+    api: httpx.AsyncClient, dev_env: WorkflowEnvironment, headers_for: object
+) -> None:
+    user = unique_user()
+    body = webhook_body("ACCOUNT_CONNECTED", user)
+    response = await api.post(URL, content=body, headers=headers_for(body))  # type: ignore[operator]
+    assert response.status_code == 401
+    problem = response.json()
+    assert problem["status"] == 401 and problem["title"] == "Unauthorized"
+    assert WEBHOOK_SECRET not in response.text
+    assert not await workflow_exists(dev_env.client, user)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda env: b"{not json", "Invalid JSON"),
+        (lambda env: b"", "Invalid JSON"),
+        (lambda env: b"\xff\xfe\x00garbage", "Invalid JSON"),
+        (lambda env: json.dumps([env]).encode(), "body: Input should be an object"),
+        (lambda env: json.dumps({k: v for k, v in env.items() if k != "id"}).encode(), "id: Field required"),
+        (lambda env: json.dumps({k: v for k, v in env.items() if k != "type"}).encode(), "type: Field required"),
+        (lambda env: json.dumps({k: v for k, v in env.items() if k != "data"}).encode(), "data: Field required"),
+        (lambda env: json.dumps({**env, "createdAt": "yesterday"}).encode(), "createdAt"),
+        (lambda env: json.dumps({**env, "data": "nope"}).encode(), "data: Input should be an object"),
+        (lambda env: json.dumps({**env, "id": 12}).encode(), "id: Input should be a valid string"),
+        (lambda env: json.dumps({**env, "data": {**env["data"], "userId": "bad user/../x"}}).encode(),
+         "data.userId"),
+    ],
+)
+async def test_malformed_envelopes_are_400_naming_the_problem(
+    api: httpx.AsyncClient, dev_env: WorkflowEnvironment, mutate: object, expected: str
+) -> None:
+    user = unique_user()
+    envelope = json.loads(webhook_body("ACCOUNT_CONNECTED", user))
+    body = mutate(envelope)  # type: ignore[operator]
+    response = await api.post(URL, content=body, headers=signed(body))
+    assert response.status_code == 400, response.text
+    assert expected in response.json()["detail"]
+    assert not await workflow_exists(dev_env.client, user)
+
+
+async def test_oversize_body_is_413(api_settings: Settings, dev_env: WorkflowEnvironment) -> None:
+    settings = api_settings.model_copy(update={"webhook_max_bytes": 2048})
+    app = create_app(settings, dev_env.client)
+    user = unique_user()
+    body = webhook_body("ACCOUNT_CONNECTED", user, padding="x" * 4096)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        response = await c.post(URL, content=body, headers=signed(body))
+    assert response.status_code == 413
+    assert not await workflow_exists(dev_env.client, user)
+
+
+async def test_event_for_an_ended_onboarding_is_acknowledged_and_starts_nothing(
+    api: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    user = unique_user()
+    body = webhook_body("USER_CREATED", user)
+    await api.post(URL, content=body, headers=signed(body))
+    await state(api, admin, user)
+    assert (await api.post(f"/onboardings/{user}/cancel", headers=admin)).status_code == 200
+
+    late = webhook_body("ACCOUNT_CREATED", user)
+    response = await api.post(URL, content=late, headers=signed(late))
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "onboarding_ended"
+    view = await state(api, admin, user)
+    assert (view["status"], view["eventsTotal"]) == ("cancelled", 1)
+
+
+async def test_temporal_unreachable_is_503_so_smile_retries(api_settings: Settings) -> None:
+    client = await connect("127.0.0.1:1", lazy=True, use_environment=False)
+    app = create_app(api_settings.model_copy(update={"rpc_timeout": 2}), client)
+    body = webhook_body("USER_CREATED", unique_user())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        response = await c.post(URL, content=body, headers=signed(body))
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"] == "5"
+        assert (await c.get("/readyz")).status_code == 503
+        assert (await c.get("/healthz")).status_code == 200
