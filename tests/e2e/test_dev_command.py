@@ -1,0 +1,163 @@
+"""End to end: ``onboarding dev`` as a user runs it, in a subprocess on free ports and a temp
+directory; signed webhooks over HTTP; state read back over HTTP and through ``onboarding status``;
+stopped and started again with the same state; no process left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.signatures import sign
+from tests.conftest import unique_user
+from tests.smile_samples import BASE_TIME, webhook_body
+
+ONBOARDING = Path(sys.executable).parent / "onboarding"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def processes_using(marker: str) -> list[int]:
+    """PIDs whose command line mentions ``marker`` (our temp dir), read from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class DevService:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("SMILE_", "ONBOARDING_", "TEMPORAL_"))}
+        self.process: subprocess.Popen[str] | None = None
+        self.output = ""
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [str(ONBOARDING), "dev", "--data-dir", str(self.data_dir), "--port", str(self.port),
+             "--temporal-port", str(self.temporal_port), "--ui-port", str(self.ui_port)],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"onboarding dev exited: {self.process.stdout.read()}")  # type: ignore[union-attr]
+            try:
+                return httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 90, "onboarding dev to be ready")
+
+    def stop(self, sig: int) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        out, _ = self.process.communicate(timeout=60)
+        self.output = out
+        return self.process.returncode
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        return json.loads((self.data_dir / "secrets.json").read_text())  # type: ignore[no-any-return]
+
+    def status_command(self, user: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        env = {**self.env, "TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}"}
+        return subprocess.run([str(ONBOARDING), "status", user, *extra], env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[DevService]:
+    dev = DevService(tmp_path / "data")
+    yield dev
+    if dev.process is not None and dev.process.poll() is None:
+        dev.process.kill()
+        dev.process.wait()
+    for pid in processes_using(str(tmp_path)):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_dev_runs_a_journey_and_keeps_it_across_a_restart(service: DevService) -> None:
+    service.start()
+    secrets = service.secrets
+    assert (service.data_dir / "secrets.json").stat().st_mode & 0o077 == 0
+    admin = {"Authorization": f"Bearer {secrets['adminToken']}"}
+    user = unique_user()
+    for at, event_type in enumerate(("USER_CREATED", "ACCOUNT_CREATED", "ACCOUNT_CONNECTED")):
+        body = webhook_body(event_type, user, created_at=BASE_TIME + timedelta(seconds=at))
+        response = httpx.post(f"{service.base}/webhooks/smile", content=body,
+                              headers={"Smile-Signature": sign(body, secrets["webhookSecret"])})
+        assert response.status_code == 202, response.text
+
+    def connected() -> bool:
+        view = httpx.get(f"{service.base}/onboardings/{user}", headers=admin).json()
+        return view.get("stage") == "connected" and view.get("eventsTotal") == 3
+
+    wait_for(connected, 30, "the journey to be visible over HTTP")
+    as_json = service.status_command(user, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["stage"] == "connected"
+    readable = service.status_command(user)
+    assert "Stage      connected" in readable.stdout
+    assert "ACCOUNT_CONNECTED" in readable.stdout
+
+    assert service.stop(signal.SIGINT) == 0
+    assert "stopped." in service.output
+    assert secrets["adminToken"] in service.output  # the banner shows what is in use
+    wait_for(lambda: not processes_using(str(service.data_dir)), 30, "no orphan processes")
+
+    service.start()
+    assert service.secrets == secrets  # reused, not regenerated
+    view = httpx.get(f"{service.base}/onboardings/{user}", headers=admin).json()
+    assert (view["stage"], view["eventsTotal"]) == ("connected", 3)
+    assert service.stop(signal.SIGTERM) == 0
+    wait_for(lambda: not processes_using(str(service.data_dir)), 30, "no orphan processes")
+
+
+def test_a_taken_port_is_a_clear_error(service: DevService) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", service.temporal_port))
+        taken.listen()
+        result = subprocess.run(
+            [str(ONBOARDING), "dev", "--data-dir", str(service.data_dir),
+             "--port", str(service.port), "--temporal-port", str(service.temporal_port)],
+            env=service.env, capture_output=True, text=True, timeout=60, check=False,
+        )
+    assert result.returncode == 1
+    assert f"port {service.temporal_port}" in result.stderr
+    assert "--temporal-port" in result.stderr
+    assert "Traceback" not in result.stderr
