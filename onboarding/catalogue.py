@@ -20,7 +20,7 @@ class Effect(StrEnum):
     INVITE = "invite"
     DATA = "data"
     HISTORY_ONLY = "history_only"
-    TOKEN_EXPIRED = "token_expired"
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105 - an effect name, not a secret
     WIDGET_CLOSED = "widget_closed"
     UPLOADS_CREATED = "uploads_created"
     UPLOADS_REMOVED = "uploads_removed"
@@ -37,7 +37,9 @@ class EventSpec:
     summary: str
 
 
-def _webhook(name: str, effect: Effect, arg: str | None, summary: str, *, user: bool = True) -> EventSpec:
+def _webhook(
+    name: str, effect: Effect, arg: str | None, summary: str, *, user: bool = True
+) -> EventSpec:
     return EventSpec(name, Source.WEBHOOK, effect, arg, user, summary)
 
 
@@ -63,59 +65,127 @@ _UPDATABLE = ("DOCUMENTS", "EMPLOYMENTS", "INCOMES", "CONTRIBUTIONS", "EINCOMES"
 
 _SPECS: list[EventSpec] = [
     _webhook("USER_CREATED", Effect.USER, None, "records when the Smile user was created"),
-    _webhook("ACCOUNT_CREATED", Effect.ACCOUNT, ConnectionStatus.PENDING,
-             "account `accountId` is `pending` (providers kept)"),
-    _webhook("ACCOUNT_CONNECTED", Effect.ACCOUNT, ConnectionStatus.CONNECTED,
-             "account is `connected`; marks it proven connected"),
-    _webhook("ACCOUNT_DISCONNECTED", Effect.ACCOUNT, ConnectionStatus.DISCONNECTED,
-             "account is `disconnected`"),
-    _webhook("ACCOUNT_FAILED", Effect.ACCOUNT, ConnectionStatus.ERROR,
-             "account is `error` with `errorCode`/`errorMessage`"),
+    _webhook(
+        "ACCOUNT_CREATED",
+        Effect.ACCOUNT,
+        ConnectionStatus.PENDING,
+        "account `accountId` is `pending` (providers kept)",
+    ),
+    _webhook(
+        "ACCOUNT_CONNECTED",
+        Effect.ACCOUNT,
+        ConnectionStatus.CONNECTED,
+        "account is `connected`; marks it proven connected",
+    ),
+    _webhook(
+        "ACCOUNT_DISCONNECTED",
+        Effect.ACCOUNT,
+        ConnectionStatus.DISCONNECTED,
+        "account is `disconnected`",
+    ),
+    _webhook(
+        "ACCOUNT_FAILED",
+        Effect.ACCOUNT,
+        ConnectionStatus.ERROR,
+        "account is `error` with `errorCode`/`errorMessage`",
+    ),
     _webhook("TASK_STARTED", Effect.TASK, None, "sync task for `sourceId` is running"),
-    _webhook("TASK_FINISHED", Effect.TASK, None,
-             "sync task gets its `status`; `SUCCEEDED` on a connected account or an archive "
-             "makes data ready (the `payload` is never stored)"),
-    _webhook("ACCOUNT_SYNC_TASK_FINISHED", Effect.SYNC_TASK, None,
-             "periodic re-sync result recorded per account; does not change the stage"),
+    _webhook(
+        "TASK_FINISHED",
+        Effect.TASK,
+        None,
+        "sync task gets its `status`; `SUCCEEDED` on a connected account or an archive "
+        "makes data ready (the `payload` is never stored)",
+    ),
+    _webhook(
+        "ACCOUNT_SYNC_TASK_FINISHED",
+        Effect.SYNC_TASK,
+        None,
+        "periodic re-sync result recorded per account; does not change the stage",
+    ),
     _webhook("ARCHIVE_STARTED", Effect.ARCHIVE, "started", "archive `archiveId` is `started`"),
     _webhook("ARCHIVE_ANALYZED", Effect.ARCHIVE, "analyzed", "archive is `analyzed`"),
     _webhook("ARCHIVE_REVOKED", Effect.ARCHIVE, "revoked", "archive is `revoked`"),
-    _webhook("ARCHIVE_FAILED", Effect.ARCHIVE, "failed",
-             "archive is `failed` with `errorCode`/`errorMessage`"),
+    _webhook(
+        "ARCHIVE_FAILED",
+        Effect.ARCHIVE,
+        "failed",
+        "archive is `failed` with `errorCode`/`errorMessage`",
+    ),
     _webhook("INVITE_INVITED", Effect.INVITE, "invited", "invite `inviteId` is `invited`"),
     _webhook("INVITE_LINKED", Effect.INVITE, "linked", "invite is `linked`"),
     *[
-        _webhook(f"{prefix}_ADDED", Effect.DATA, dtype,
-                 f"`{dtype}` data received (events and `count` summed)")
+        _webhook(
+            f"{prefix}_ADDED",
+            Effect.DATA,
+            dtype,
+            f"`{dtype}` data received (events and `count` summed)",
+        )
         for prefix, dtype in _DATA_TYPES.items()
     ],
     *[
-        _webhook(f"{prefix}_UPDATED", Effect.DATA, _DATA_TYPES[prefix],
-                 f"`{_DATA_TYPES[prefix]}` data received (events and `count` summed)")
+        _webhook(
+            f"{prefix}_UPDATED",
+            Effect.DATA,
+            _DATA_TYPES[prefix],
+            f"`{_DATA_TYPES[prefix]}` data received (events and `count` summed)",
+        )
         for prefix in _UPDATABLE
     ],
     *[
-        _webhook(name, Effect.HISTORY_ONLY, None,
-                 "carries no `userId`: accepted, logged, matched to no onboarding", user=False)
-        for name in ("VERIFICATION_STARTED", "VERIFICATION_COMPLETED", "RECORD_CREATED",
-                     "RECORD_COMPLETED", "USER_SESSION_COMPLETED", "USER_SESSION_RESET")
+        _webhook(
+            name,
+            Effect.HISTORY_ONLY,
+            None,
+            "carries no `userId`: accepted, logged, matched to no onboarding",
+            user=False,
+        )
+        for name in (
+            "VERIFICATION_STARTED",
+            "VERIFICATION_COMPLETED",
+            "RECORD_CREATED",
+            "RECORD_COMPLETED",
+            "USER_SESSION_COMPLETED",
+            "USER_SESSION_RESET",
+        )
     ],
-    _widget("onAccountCreated", Effect.ACCOUNT, ConnectionStatus.PENDING,
-            "hint: account is `pending`"),
-    _widget("onAccountConnected", Effect.ACCOUNT, ConnectionStatus.CONNECTED,
-            "hint: account is `connected` (never proof; never makes data ready)"),
-    _widget("onAccountRemoved", Effect.ACCOUNT, ConnectionStatus.DISCONNECTED,
-            "hint: account is `disconnected`"),
-    _widget("onAccountError", Effect.ACCOUNT, ConnectionStatus.ERROR,
-            "hint: account is `error` with `errorCode`"),
+    _widget(
+        "onAccountCreated", Effect.ACCOUNT, ConnectionStatus.PENDING, "hint: account is `pending`"
+    ),
+    _widget(
+        "onAccountConnected",
+        Effect.ACCOUNT,
+        ConnectionStatus.CONNECTED,
+        "hint: account is `connected` (never proof; never makes data ready)",
+    ),
+    _widget(
+        "onAccountRemoved",
+        Effect.ACCOUNT,
+        ConnectionStatus.DISCONNECTED,
+        "hint: account is `disconnected`",
+    ),
+    _widget(
+        "onAccountError",
+        Effect.ACCOUNT,
+        ConnectionStatus.ERROR,
+        "hint: account is `error` with `errorCode`",
+    ),
     _widget("onTokenExpired", Effect.TOKEN_EXPIRED, None, "link token reported expired"),
     _widget("onClose", Effect.WIDGET_CLOSED, None, "widget `closed` with its `reason`"),
-    _widget("onUploadsCreated", Effect.UPLOADS_CREATED, None,
-            "hint: uploads submitted (counts toward the `uploads` stage)"),
+    _widget(
+        "onUploadsCreated",
+        Effect.UPLOADS_CREATED,
+        None,
+        "hint: uploads submitted (counts toward the `uploads` stage)",
+    ),
     _widget("onUploadsRemoved", Effect.UPLOADS_REMOVED, None, "hint: uploads removed"),
-    _widget("onUIEvent", Effect.UI_EVENT, None,
-            "widget `open` on screen `eventName`; `MfaPageOpened` marks the account "
-            "`awaiting_mfa` (hint)"),
+    _widget(
+        "onUIEvent",
+        Effect.UI_EVENT,
+        None,
+        "widget `open` on screen `eventName`; `MfaPageOpened` marks the account "
+        "`awaiting_mfa` (hint)",
+    ),
 ]
 
 CATALOGUE: dict[tuple[Source, str], EventSpec] = {(s.source, s.name): s for s in _SPECS}

@@ -68,7 +68,9 @@ def cmd_worker(args: argparse.Namespace) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))
         logging.getLogger("onboarding").info(
-            "worker polling task queue %s on %s", settings.task_queue, client.service_client.config.target_host
+            "worker polling task queue %s on %s",
+            settings.task_queue,
+            client.service_client.config.target_host,
         )
         await worker.run()
 
@@ -141,7 +143,9 @@ def cmd_stats(args: argparse.Namespace) -> None:
 def _parse_assignment(text: str) -> tuple[str, float]:
     stage, sep, duration = text.partition("=")
     if not sep:
-        raise argparse.ArgumentTypeError(f"expected STAGE=DURATION (e.g. connected=6h), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected STAGE=DURATION (e.g. connected=6h), got {text!r}"
+        )
     try:
         return stage.strip(), parse_duration(duration).total_seconds()
     except ValueError as err:
@@ -232,8 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     timeouts = operator("timeouts", "show or change one onboarding's timeouts")
     timeouts.add_argument("user_id")
-    timeouts.add_argument("--set", type=_parse_assignment, action="append",
-                          metavar="STAGE=DURATION", help="e.g. connected=6h (repeatable)")
+    timeouts.add_argument(
+        "--set",
+        type=_parse_assignment,
+        action="append",
+        metavar="STAGE=DURATION",
+        help="e.g. connected=6h (repeatable)",
+    )
     timeouts.add_argument("--expire-after", type=_parse_seconds, default=None)
     timeouts.add_argument("--settle-window", type=_parse_seconds, default=None)
     timeouts.set_defaults(func=cmd_timeouts)
@@ -246,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -15,8 +15,10 @@ _MAX_LIST = 50
 
 
 def _scalar(value: Any) -> bool:
-    return value is None or isinstance(value, bool | int | float) or (
-        isinstance(value, str) and len(value) <= _MAX_STRING
+    return (
+        value is None
+        or isinstance(value, bool | int | float)
+        or (isinstance(value, str) and len(value) <= _MAX_STRING)
     )
 
 
@@ -25,9 +27,9 @@ def compact_data(data: dict[str, Any]) -> dict[str, Any]:
     for key, value in data.items():
         if key in _DROPPED:
             continue
-        if _scalar(value):
-            kept[key] = value
-        elif isinstance(value, list) and len(value) <= _MAX_LIST and all(map(_scalar, value)):
+        if _scalar(value) or (
+            isinstance(value, list) and len(value) <= _MAX_LIST and all(map(_scalar, value))
+        ):
             kept[key] = value
         elif isinstance(value, dict):
             flat = {k: v for k, v in value.items() if _scalar(v) and k not in _DROPPED}

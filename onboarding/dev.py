@@ -72,11 +72,18 @@ async def run_dev(options: DevOptions) -> None:
         worker_task = asyncio.create_task(worker.run(), name="worker")
         api_task = asyncio.create_task(api.serve(), name="api")
         stop_task = asyncio.create_task(stop.wait(), name="stop")
-        while not api.started and not api_task.done():
+        # uvicorn exposes only a flag for "listening", so poll it briefly.
+        while not api.started and not api_task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if api.started:
-            _print_banner(options, server, settings.task_queue, secrets.webhook_secret,
-                          secrets.admin_token, data_dir)
+            _print_banner(
+                options,
+                server,
+                settings.task_queue,
+                secrets.webhook_secret,
+                secrets.admin_token,
+                data_dir,
+            )
         await asyncio.wait({worker_task, api_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         print("\nstopping: API, worker, Temporal …", flush=True)
         api.should_exit = True

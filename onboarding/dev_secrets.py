@@ -26,8 +26,10 @@ def load_or_create(data_dir: Path) -> DevSecrets:
     env_token = os.environ.get("ONBOARDING_ADMIN_TOKEN", "").strip()
     webhook_secret = env_secret or stored.get("webhookSecret") or secrets.token_urlsafe(32)
     admin_token = env_token or stored.get("adminToken") or secrets.token_urlsafe(32)
-    wanted = {"webhookSecret": stored.get("webhookSecret") or webhook_secret,
-              "adminToken": stored.get("adminToken") or admin_token}
+    wanted = {
+        "webhookSecret": stored.get("webhookSecret") or webhook_secret,
+        "adminToken": stored.get("adminToken") or admin_token,
+    }
     generated = wanted != stored
     if generated:
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,7 @@ class TemporalDevServer:
         self.ui_port = ui_port
         self.db_file = data_dir / "temporal.db"
         self.log_file = data_dir / "temporal.log"
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: asyncio.subprocess.Process | None = None
 
     @property
     def address(self) -> str:
@@ -84,26 +84,26 @@ class TemporalDevServer:
             cmd += ["--search-attribute", f"{key.name}=Keyword"]
         return cmd
 
-    async def start(self, timeout: float = 60.0) -> Client:
+    async def start(self, startup_timeout: float = 60.0) -> Client:
         """Start the server and return a client once it answers."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = self.command()
         log = self.log_file.open("ab")
         try:
-            self._process = subprocess.Popen(
-                command,
+            self._process = await asyncio.create_subprocess_exec(
+                *command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us; we stop the server in order
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - single-threaded at this point
+                preexec_fn=_die_with_parent,
             )
         finally:
             log.close()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + startup_timeout
         last_error: BaseException | None = None
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+            if self._process.returncode is not None:
                 raise DevServerError(
                     f"the Temporal dev server exited with code {self._process.returncode}; "
                     f"see {self.log_file}:\n{self._log_tail()}"
@@ -119,18 +119,20 @@ class TemporalDevServer:
                 last_error = err
                 await asyncio.sleep(0.2)
         await self.stop()
-        raise DevServerError(f"the Temporal dev server did not answer in {timeout:.0f}s: {last_error}")
+        raise DevServerError(
+            f"the Temporal dev server did not answer in {startup_timeout:.0f}s: {last_error}"
+        )
 
     async def stop(self, grace: float = 15.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None or process.returncode is not None:
             return
         process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.to_thread(process.wait, grace)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
             os.killpg(process.pid, signal.SIGKILL)
-            await asyncio.to_thread(process.wait)
+            await process.wait()
 
     def _log_tail(self, lines: int = 20) -> str:
         try:

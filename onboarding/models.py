@@ -41,7 +41,9 @@ def stage_with_stall_timeout(name: str) -> Stage:
     try:
         stage = Stage(name)
     except ValueError:
-        raise ValueError(f"unknown stage {name!r}; stages with a stall timeout: {allowed}") from None
+        raise ValueError(
+            f"unknown stage {name!r}; stages with a stall timeout: {allowed}"
+        ) from None
     if stage not in STALLABLE_STAGES:
         raise ValueError(
             f"stage {name!r} has no stall timeout (it ends with the settle window); "

@@ -166,15 +166,14 @@ class Onboardings:
     async def cancel(self, user_id: str, reason: str) -> OnboardingView:
         return await self._update(user_id, "cancel", CancelRequest(reason=reason), OnboardingView)
 
-    async def _update(
-        self, user_id: str, name: str, arg: CamelModel, result: type[_T]
-    ) -> _T:
+    async def _update(self, user_id: str, name: str, arg: CamelModel, result: type[_T]) -> _T:
         handle = self._handle(user_id)
         try:
             with _temporal_errors():
-                return await handle.execute_update(
+                outcome: _T = await handle.execute_update(
                     name, arg, result_type=result, rpc_timeout=self.settings.rpc_timeout
                 )
+                return outcome
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)

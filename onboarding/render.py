@@ -23,34 +23,46 @@ def render_view(view: OnboardingView, now: datetime | None = None) -> str:
         f"User       {view.user_id}",
         f"Workflow   {view.workflow_id}",
         f"Stage      {view.stage.value}  (since {_when(view.stage_entered_at, now)})",
-        f"Status     {view.status.value}" + (f"  — {view.status_reason}" if view.status_reason else ""),
+        f"Status     {view.status.value}"
+        + (f"  — {view.status_reason}" if view.status_reason else ""),
         f"Started    {_when(view.started_at, now)}",
     ]
     if view.ended_at:
         lines.append(f"Ended      {_when(view.ended_at, now)}")
     deadlines = view.deadlines
-    for label, value in (("stall", deadlines.stall), ("expire", deadlines.expire),
-                         ("settle", deadlines.settle)):
+    for label, value in (
+        ("stall", deadlines.stall),
+        ("expire", deadlines.expire),
+        ("settle", deadlines.settle),
+    ):
         if value is not None:
             lines.append(f"Deadline   {label:<7}{_when(value, now)}")
     lines.append("Accounts   —" if not view.accounts else "Accounts")
     for account in view.accounts:
         error = f" {account.error_code}" if account.error_code else ""
         providers = ",".join(account.providers) or "?"
-        lines.append(f"  {account.account_id}  {account.status.value}{error}  "
-                     f"[{providers}] via {account.reported_by.value}")
+        lines.append(
+            f"  {account.account_id}  {account.status.value}{error}  "
+            f"[{providers}] via {account.reported_by.value}"
+        )
     if view.archives:
         lines.append("Archives")
         for archive in view.archives:
-            lines.append(f"  {archive.archive_id}  {archive.status} via {archive.reported_by.value}")
+            lines.append(
+                f"  {archive.archive_id}  {archive.status} via {archive.reported_by.value}"
+            )
     required = set(view.required_data)
     data = ", ".join(
-        f"{dtype}×{received.events}" + ("*" if dtype in required else "")
+        f"{dtype}x{received.events}" + ("*" if dtype in required else "")
         for dtype, received in sorted(view.data.items())
     )
-    lines.append(f"Data       {data or '—'}   (required: {', '.join(view.required_data) or 'none'})")
-    lines.append(f"Widget     {view.widget.state}"
-                 + (f" ({view.widget.close_reason})" if view.widget.close_reason else ""))
+    lines.append(
+        f"Data       {data or '—'}   (required: {', '.join(view.required_data) or 'none'})"
+    )
+    lines.append(
+        f"Widget     {view.widget.state}"
+        + (f" ({view.widget.close_reason})" if view.widget.close_reason else "")
+    )
     lines.append(
         f"Events     {view.events_total} recorded, {view.duplicates_ignored} duplicates ignored"
         + (f", unknown types: {', '.join(view.unknown_types)}" if view.unknown_types else "")
@@ -66,8 +78,10 @@ def render_view(view: OnboardingView, now: datetime | None = None) -> str:
 
 
 def render_timeouts(timeouts: Timeouts) -> str:
-    lines = [f"stall {stage.value:<16}{format_duration(seconds)}"
-             for stage, seconds in timeouts.stall.items()]
+    lines = [
+        f"stall {stage.value:<16}{format_duration(seconds)}"
+        for stage, seconds in timeouts.stall.items()
+    ]
     lines.append(f"expireAfter           {format_duration(timeouts.expire_after)}")
     lines.append(f"settleWindow          {format_duration(timeouts.settle_window)}")
     return "\n".join(lines)

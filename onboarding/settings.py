@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", validation_alias="ONBOARDING_HOST")
     port: int = Field(8000, ge=0, le=65535, validation_alias="ONBOARDING_PORT")
-    task_queue: str = Field("smile-onboarding", min_length=1, validation_alias="ONBOARDING_TASK_QUEUE")
+    task_queue: str = Field(
+        "smile-onboarding", min_length=1, validation_alias="ONBOARDING_TASK_QUEUE"
+    )
     stall_timeouts: Annotated[dict[Stage, timedelta], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_STALL_TIMEOUTS),
         validation_alias="ONBOARDING_STALL_TIMEOUTS",
@@ -88,7 +90,9 @@ class Settings(BaseSettings):
     webhook_max_bytes: int = Field(
         5 * 1024 * 1024, ge=1024, validation_alias="SMILE_WEBHOOK_MAX_BYTES"
     )
-    request_max_bytes: int = Field(64 * 1024, ge=1024, validation_alias="ONBOARDING_REQUEST_MAX_BYTES")
+    request_max_bytes: int = Field(
+        64 * 1024, ge=1024, validation_alias="ONBOARDING_REQUEST_MAX_BYTES"
+    )
     rpc_timeout: timedelta = Field(timedelta(seconds=10), validation_alias="ONBOARDING_RPC_TIMEOUT")
 
     @field_validator("webhook_secrets", "admin_tokens", mode="before")

@@ -164,7 +164,9 @@ def _providers(data: dict[str, Any]) -> list[str]:
     return found
 
 
-def _rank(source: Source, at: datetime, event_id: str, value: str) -> tuple[bool, datetime, str, str]:
+def _rank(
+    source: Source, at: datetime, event_id: str, value: str
+) -> tuple[bool, datetime, str, str]:
     return (source.is_proof, at, event_id, value)
 
 
@@ -203,7 +205,9 @@ def _set_account_status(
     current.providers = sorted(set(current.providers) | set(_providers(event.data)))
     current.ever_connected = current.ever_connected or proven
     incoming = _rank(event.source, event.created_at, event.id, status.value)
-    existing = _rank(current.reported_by, current.updated_at, current.event_id, current.status.value)
+    existing = _rank(
+        current.reported_by, current.updated_at, current.event_id, current.status.value
+    )
     if incoming > existing:
         current.status = status
         current.error_code = error_code
@@ -238,7 +242,11 @@ def _task(facts: Facts, event: Event, spec: EventSpec) -> None:
         )
         return
     current.succeeded = current.succeeded or succeeded
-    if (event.created_at, event.id, status) > (current.updated_at, current.event_id, current.status):
+    if (event.created_at, event.id, status) > (
+        current.updated_at,
+        current.event_id,
+        current.status,
+    ):
         current.status = status
         current.error_code = _str(event.data, "errorCode")
         current.updated_at = event.created_at

@@ -6,7 +6,7 @@ search attributes for listing, and continue-as-new before the history grows too 
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -78,12 +78,10 @@ class OnboardingWorkflow:
             self._wake = False
             remaining = self._time_to_next_deadline()
             if remaining is None or remaining > _CLOCK_TOLERANCE:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await workflow.wait_condition(
                         lambda: self._wake or self._should_continue_as_new(), timeout=remaining
                     )
-                except asyncio.TimeoutError:
-                    pass
             await self._on_clock()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._view()
@@ -151,8 +149,9 @@ class OnboardingWorkflow:
         self._ensure_started()
         self._signals_this_run += 1
         if self._life.status.is_terminal:
-            workflow.logger.info("onboarding %s is %s; ignoring events", self._user_id,
-                                 self._life.status.value)
+            workflow.logger.info(
+                "onboarding %s is %s; ignoring events", self._user_id, self._life.status.value
+            )
             return
         changed = False
         for event in batch.events:
@@ -192,8 +191,10 @@ class OnboardingWorkflow:
             stage_with_stall_timeout(name)
             if seconds <= 0:
                 raise ValueError(f"stall timeout for {name} must be positive, got {seconds}")
-        for label, value in (("expireAfter", change.expire_after),
-                             ("settleWindow", change.settle_window)):
+        for label, value in (
+            ("expireAfter", change.expire_after),
+            ("settleWindow", change.settle_window),
+        ):
             if value is not None and value <= 0:
                 raise ValueError(f"{label} must be positive, got {value}")
 
@@ -246,9 +247,7 @@ class OnboardingWorkflow:
             return Deadlines()
         if life.stage is Stage.DATA_READY:
             assert life.data_ready_at is not None
-            return Deadlines(
-                settle=life.data_ready_at + timedelta(seconds=timeouts.settle_window)
-            )
+            return Deadlines(settle=life.data_ready_at + timedelta(seconds=timeouts.settle_window))
         stall_seconds = timeouts.stall.get(life.stage)
         return Deadlines(
             stall=(

@@ -22,9 +22,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(onboardings: OnboardingsDep) -> JSONResponse:
     """Temporal is reachable, so events can be made durable."""
     try:
-        healthy = await onboardings.client.service_client.check_health(
-            timeout=timedelta(seconds=3)
-        )
+        healthy = await onboardings.client.service_client.check_health(timeout=timedelta(seconds=3))
     except Exception:  # any failure to reach Temporal means "not ready"
         healthy = False
     if healthy:

@@ -65,11 +65,14 @@ async def receive_smile_webhook(
     try:
         envelope = SmileWebhook.model_validate_json(body)
     except ValidationError as err:
-        raise ProblemError(400, f"not a Smile webhook envelope: {describe_validation_error(err)}")
+        raise ProblemError(
+            400, f"not a Smile webhook envelope: {describe_validation_error(err)}"
+        ) from None
     user_id = envelope.data.get("userId")
     if user_id is None:
-        logger.info("webhook %s (%s) carries no userId; matched no onboarding",
-                    envelope.id, envelope.type)
+        logger.info(
+            "webhook %s (%s) carries no userId; matched no onboarding", envelope.id, envelope.type
+        )
         ack = WebhookAck(
             outcome="no_user",
             event_id=envelope.id,

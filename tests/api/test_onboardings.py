@@ -14,8 +14,9 @@ from tests.smile_samples import BASE_TIME, webhook_body
 
 async def deliver(api: httpx.AsyncClient, event_type: str, user: str, at: int = 0) -> None:
     body = webhook_body(event_type, user, created_at=BASE_TIME + timedelta(seconds=at))
-    response = await api.post("/webhooks/smile", content=body,
-                              headers={"Smile-Signature": sign(body, WEBHOOK_SECRET)})
+    response = await api.post(
+        "/webhooks/smile", content=body, headers={"Smile-Signature": sign(body, WEBHOOK_SECRET)}
+    )
     assert response.status_code == 202, response.text
 
 
@@ -75,9 +76,11 @@ async def test_invalid_user_id_is_422(api: httpx.AsyncClient, admin: dict[str, s
 
 async def test_set_timeouts(api: httpx.AsyncClient, admin: dict[str, str]) -> None:
     user = await started(api, admin)
-    response = await api.put(f"/onboardings/{user}/timeouts", headers=admin,
-                             json={"stall": {"created": "2h", "connected": 600},
-                                   "expireAfter": "3d"})
+    response = await api.put(
+        f"/onboardings/{user}/timeouts",
+        headers=admin,
+        json={"stall": {"created": "2h", "connected": 600}, "expireAfter": "3d"},
+    )
     assert response.status_code == 200, response.text
     timeouts = response.json()
     assert timeouts["stall"]["created"] == 7200
@@ -109,17 +112,23 @@ async def test_bad_timeouts_are_422_and_change_nothing(
 
 async def test_cancel(api: httpx.AsyncClient, admin: dict[str, str]) -> None:
     user = await started(api, admin)
-    response = await api.post(f"/onboardings/{user}/cancel", headers=admin,
-                              json={"reason": "duplicate applicant"})
+    response = await api.post(
+        f"/onboardings/{user}/cancel", headers=admin, json={"reason": "duplicate applicant"}
+    )
     assert response.status_code == 200
     assert (response.json()["status"], response.json()["statusReason"]) == (
-        "cancelled", "duplicate applicant")
+        "cancelled",
+        "duplicate applicant",
+    )
     again = await api.post(f"/onboardings/{user}/cancel", headers=admin)
     assert again.status_code == 409
-    timeouts = await api.put(f"/onboardings/{user}/timeouts", headers=admin,
-                             json={"stall": {"created": "1h"}})
+    timeouts = await api.put(
+        f"/onboardings/{user}/timeouts", headers=admin, json={"stall": {"created": "1h"}}
+    )
     assert timeouts.status_code == 409
-    assert (await api.post(f"/onboardings/{unique_user()}/cancel", headers=admin)).status_code == 404
+    assert (
+        await api.post(f"/onboardings/{unique_user()}/cancel", headers=admin)
+    ).status_code == 404
 
 
 async def test_list_by_stage_and_status_with_paging(
@@ -171,8 +180,13 @@ async def test_stats_count_the_funnel(api: httpx.AsyncClient, admin: dict[str, s
         response = await api.get("/onboardings/stats", headers=admin)
         assert response.status_code == 200
         funnel = response.json()
-        assert set(funnel["byStage"]) == {"created", "account_created", "connected", "uploads",
-                                          "data_ready"}
+        assert set(funnel["byStage"]) == {
+            "created",
+            "account_created",
+            "connected",
+            "uploads",
+            "data_ready",
+        }
         assert funnel["byStage"]["uploads"] >= 1
         assert sum(funnel["byStage"].values()) == funnel["total"]
         assert sum(funnel["byStatus"].values()) == funnel["total"]

@@ -15,7 +15,13 @@ from api.signatures import sign
 from onboarding.models import Stage
 from onboarding.settings import Settings
 from onboarding.temporal import connect
-from tests.conftest import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, eventually, unique_user, workflow_exists
+from tests.conftest import (
+    OLD_WEBHOOK_SECRET,
+    WEBHOOK_SECRET,
+    eventually,
+    unique_user,
+    workflow_exists,
+)
 from tests.smile_samples import BASE_TIME, EXAMPLE_USER, example_body, webhook_body
 
 URL = "/webhooks/smile"
@@ -60,8 +66,14 @@ async def test_documented_example_is_accepted_and_visible(
 
 async def test_a_journey_reaches_data_ready(api: httpx.AsyncClient, admin: dict[str, str]) -> None:
     user = unique_user()
-    journey = ("USER_CREATED", "ACCOUNT_CREATED", "ACCOUNT_CONNECTED", "IDENTITY_ADDED",
-               "EMPLOYMENTS_ADDED", "INCOMES_ADDED")
+    journey = (
+        "USER_CREATED",
+        "ACCOUNT_CREATED",
+        "ACCOUNT_CONNECTED",
+        "IDENTITY_ADDED",
+        "EMPLOYMENTS_ADDED",
+        "INCOMES_ADDED",
+    )
     for at, event_type in enumerate(journey):
         body = webhook_body(event_type, user, created_at=BASE_TIME + timedelta(seconds=at))
         assert (await api.post(URL, content=body, headers=signed(body))).status_code == 202
@@ -133,12 +145,16 @@ def _reserialized(body: bytes) -> bytes:
         pytest.param(lambda body: {}, id="missing header"),
         pytest.param(lambda body: {"Smile-Signature": ""}, id="empty header"),
         pytest.param(lambda body: signed(body, "a wrong secret"), id="wrong secret"),
-        pytest.param(lambda body: {"Smile-Signature": sign(_reserialized(body), WEBHOOK_SECRET)},
-                     id="signature of a re-serialized body"),
-        pytest.param(lambda body: {"Smile-Signature": sign(body, WEBHOOK_SECRET).upper()},
-                     id="uppercase hex"),
-        pytest.param(lambda body: {"Smile-Signature": sign(body, WEBHOOK_SECRET)[:-2]},
-                     id="wrong length"),
+        pytest.param(
+            lambda body: {"Smile-Signature": sign(_reserialized(body), WEBHOOK_SECRET)},
+            id="signature of a re-serialized body",
+        ),
+        pytest.param(
+            lambda body: {"Smile-Signature": sign(body, WEBHOOK_SECRET).upper()}, id="uppercase hex"
+        ),
+        pytest.param(
+            lambda body: {"Smile-Signature": sign(body, WEBHOOK_SECRET)[:-2]}, id="wrong length"
+        ),
         pytest.param(lambda body: {"Smile-Signature": "z" * 128}, id="not hex"),
     ],
 )
@@ -162,14 +178,30 @@ async def test_bad_signatures_are_401_and_nothing_is_signalled(
         (lambda env: b"", "Invalid JSON"),
         (lambda env: b"\xff\xfe\x00garbage", "Invalid JSON"),
         (lambda env: json.dumps([env]).encode(), "body: Input should be an object"),
-        (lambda env: json.dumps({k: v for k, v in env.items() if k != "id"}).encode(), "id: Field required"),
-        (lambda env: json.dumps({k: v for k, v in env.items() if k != "type"}).encode(), "type: Field required"),
-        (lambda env: json.dumps({k: v for k, v in env.items() if k != "data"}).encode(), "data: Field required"),
+        (
+            lambda env: json.dumps({k: v for k, v in env.items() if k != "id"}).encode(),
+            "id: Field required",
+        ),
+        (
+            lambda env: json.dumps({k: v for k, v in env.items() if k != "type"}).encode(),
+            "type: Field required",
+        ),
+        (
+            lambda env: json.dumps({k: v for k, v in env.items() if k != "data"}).encode(),
+            "data: Field required",
+        ),
         (lambda env: json.dumps({**env, "createdAt": "yesterday"}).encode(), "createdAt"),
-        (lambda env: json.dumps({**env, "data": "nope"}).encode(), "data: Input should be an object"),
+        (
+            lambda env: json.dumps({**env, "data": "nope"}).encode(),
+            "data: Input should be an object",
+        ),
         (lambda env: json.dumps({**env, "id": 12}).encode(), "id: Input should be a valid string"),
-        (lambda env: json.dumps({**env, "data": {**env["data"], "userId": "bad user/../x"}}).encode(),
-         "data.userId"),
+        (
+            lambda env: json.dumps(
+                {**env, "data": {**env["data"], "userId": "bad user/../x"}}
+            ).encode(),
+            "data.userId",
+        ),
     ],
 )
 async def test_malformed_envelopes_are_400_naming_the_problem(

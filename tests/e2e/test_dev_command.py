@@ -60,16 +60,32 @@ class DevService:
         self.data_dir = data_dir
         self.port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("SMILE_", "ONBOARDING_", "TEMPORAL_"))}
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SMILE_", "ONBOARDING_", "TEMPORAL_"))
+        }
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [str(ONBOARDING), "dev", "--data-dir", str(self.data_dir), "--port", str(self.port),
-             "--temporal-port", str(self.temporal_port), "--ui-port", str(self.ui_port)],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                str(ONBOARDING),
+                "dev",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+                "--temporal-port",
+                str(self.temporal_port),
+                "--ui-port",
+                str(self.ui_port),
+            ],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
 
         def ready() -> bool:
@@ -96,8 +112,14 @@ class DevService:
 
     def status_command(self, user: str, *extra: str) -> subprocess.CompletedProcess[str]:
         env = {**self.env, "TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}"}
-        return subprocess.run([str(ONBOARDING), "status", user, *extra], env=env,
-                              capture_output=True, text=True, timeout=60, check=False)
+        return subprocess.run(
+            [str(ONBOARDING), "status", user, *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
 
 @pytest.fixture
@@ -119,8 +141,11 @@ def test_dev_runs_a_journey_and_keeps_it_across_a_restart(service: DevService) -
     user = unique_user()
     for at, event_type in enumerate(("USER_CREATED", "ACCOUNT_CREATED", "ACCOUNT_CONNECTED")):
         body = webhook_body(event_type, user, created_at=BASE_TIME + timedelta(seconds=at))
-        response = httpx.post(f"{service.base}/webhooks/smile", content=body,
-                              headers={"Smile-Signature": sign(body, secrets["webhookSecret"])})
+        response = httpx.post(
+            f"{service.base}/webhooks/smile",
+            content=body,
+            headers={"Smile-Signature": sign(body, secrets["webhookSecret"])},
+        )
         assert response.status_code == 202, response.text
 
     def connected() -> bool:
@@ -153,9 +178,21 @@ def test_a_taken_port_is_a_clear_error(service: DevService) -> None:
         taken.bind(("127.0.0.1", service.temporal_port))
         taken.listen()
         result = subprocess.run(
-            [str(ONBOARDING), "dev", "--data-dir", str(service.data_dir),
-             "--port", str(service.port), "--temporal-port", str(service.temporal_port)],
-            env=service.env, capture_output=True, text=True, timeout=60, check=False,
+            [
+                str(ONBOARDING),
+                "dev",
+                "--data-dir",
+                str(service.data_dir),
+                "--port",
+                str(service.port),
+                "--temporal-port",
+                str(service.temporal_port),
+            ],
+            env=service.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     assert result.returncode == 1
     assert f"port {service.temporal_port}" in result.stderr

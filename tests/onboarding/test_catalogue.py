@@ -23,8 +23,15 @@ def test_every_documented_example_is_mapped() -> None:
 
 def test_every_widget_callback_is_mapped() -> None:
     assert {
-        "onAccountCreated", "onAccountConnected", "onAccountRemoved", "onTokenExpired",
-        "onClose", "onAccountError", "onUploadsCreated", "onUploadsRemoved", "onUIEvent",
+        "onAccountCreated",
+        "onAccountConnected",
+        "onAccountRemoved",
+        "onTokenExpired",
+        "onClose",
+        "onAccountError",
+        "onUploadsCreated",
+        "onUploadsRemoved",
+        "onUIEvent",
     } == set(WIDGET_CALLBACKS)
 
 

@@ -35,8 +35,10 @@ def test_a_new_onboarding_is_created() -> None:
 def test_account_events_set_the_connection_status(
     event_type: str, stage: Stage, status: ConnectionStatus
 ) -> None:
-    journal = apply(new_journal("u"), event(event_type, accountId="a-1", providers=["abccorp"],
-                                            errorCode="INVALID_CREDENTIALS"))
+    journal = apply(
+        new_journal("u"),
+        event(event_type, accountId="a-1", providers=["abccorp"], errorCode="INVALID_CREDENTIALS"),
+    )
     account = journal.facts.accounts["a-1"]
     assert account.status is status
     assert account.providers == ["abccorp"]
@@ -48,7 +50,9 @@ def test_account_events_set_the_connection_status(
 def test_archive_started_is_the_uploads_stage_and_revocation_undoes_it() -> None:
     started = event("ARCHIVE_STARTED", archiveId="archive-1", at=1)
     assert stage_after(started) is Stage.UPLOADS
-    assert stage_after(started, event("ARCHIVE_REVOKED", archiveId="archive-1", at=2)) is Stage.CREATED
+    assert (
+        stage_after(started, event("ARCHIVE_REVOKED", archiveId="archive-1", at=2)) is Stage.CREATED
+    )
 
 
 def test_all_required_data_makes_data_ready() -> None:
@@ -69,25 +73,48 @@ def test_required_data_is_configurable() -> None:
 
 
 def test_task_finished_succeeded_on_a_connected_account_makes_data_ready() -> None:
-    finished = event("TASK_FINISHED", sourceId="a-1", sourceType="ACCOUNT",
-                     taskType="LINK_ACCOUNT", status="SUCCEEDED", at=5)
+    finished = event(
+        "TASK_FINISHED",
+        sourceId="a-1",
+        sourceType="ACCOUNT",
+        taskType="LINK_ACCOUNT",
+        status="SUCCEEDED",
+        at=5,
+    )
     assert stage_after(finished) is Stage.CREATED  # account never proven connected
     assert stage_after(event("ACCOUNT_CONNECTED", accountId="a-1"), finished) is Stage.DATA_READY
-    failed = event("TASK_FINISHED", sourceId="a-1", sourceType="ACCOUNT",
-                   taskType="LINK_ACCOUNT", status="FAILED", at=5)
+    failed = event(
+        "TASK_FINISHED",
+        sourceId="a-1",
+        sourceType="ACCOUNT",
+        taskType="LINK_ACCOUNT",
+        status="FAILED",
+        at=5,
+    )
     assert stage_after(event("ACCOUNT_CONNECTED", accountId="a-1"), failed) is Stage.CONNECTED
 
 
 def test_task_finished_for_an_archive_makes_data_ready() -> None:
-    finished = event("TASK_FINISHED", sourceId="archive-1", sourceType="ARCHIVE",
-                     taskType="ANALYZE", status="SUCCEEDED")
+    finished = event(
+        "TASK_FINISHED",
+        sourceId="archive-1",
+        sourceType="ARCHIVE",
+        taskType="ANALYZE",
+        status="SUCCEEDED",
+    )
     assert stage_after(finished) is Stage.DATA_READY
 
 
 def test_widget_claims_never_make_data_ready() -> None:
     widget_connected = event("onAccountConnected", source=Source.WIDGET, accountId="a-1")
-    finished = event("TASK_FINISHED", sourceId="a-1", sourceType="ACCOUNT",
-                     taskType="LINK_ACCOUNT", status="SUCCEEDED", at=5)
+    finished = event(
+        "TASK_FINISHED",
+        sourceId="a-1",
+        sourceType="ACCOUNT",
+        taskType="LINK_ACCOUNT",
+        status="SUCCEEDED",
+        at=5,
+    )
     assert stage_after(widget_connected) is Stage.CONNECTED  # a hint may advance the stage
     assert stage_after(widget_connected, finished) is Stage.CONNECTED  # but never to data_ready
 
@@ -150,8 +177,13 @@ def test_dedupe_window_and_history_are_bounded() -> None:
 
 def test_widget_callbacks() -> None:
     events = [
-        event("onUIEvent", source=Source.WIDGET, at=1, eventName="MfaPageOpened",
-              account={"accountId": "a-1", "providerId": "abccorp"}),
+        event(
+            "onUIEvent",
+            source=Source.WIDGET,
+            at=1,
+            eventName="MfaPageOpened",
+            account={"accountId": "a-1", "providerId": "abccorp"},
+        ),
         event("onTokenExpired", source=Source.WIDGET, at=2),
         event("onUploadsCreated", source=Source.WIDGET, at=3, uploads={"fileType": "PAYSLIP"}),
         event("onClose", source=Source.WIDGET, at=4, reason="exit"),
@@ -169,12 +201,21 @@ def test_widget_callbacks() -> None:
 
 
 def test_invite_and_sync_tasks_are_recorded() -> None:
-    journal = apply_all(new_journal("u"), [
-        event("INVITE_INVITED", inviteId="iv-1", at=1),
-        event("INVITE_LINKED", inviteId="iv-1", at=2),
-        event("ACCOUNT_SYNC_TASK_FINISHED", sourceId="a-1", sourceType="ACCOUNT",
-              taskType="SYNC", status="SUCCEEDED", at=3),
-    ])
+    journal = apply_all(
+        new_journal("u"),
+        [
+            event("INVITE_INVITED", inviteId="iv-1", at=1),
+            event("INVITE_LINKED", inviteId="iv-1", at=2),
+            event(
+                "ACCOUNT_SYNC_TASK_FINISHED",
+                sourceId="a-1",
+                sourceType="ACCOUNT",
+                taskType="SYNC",
+                status="SUCCEEDED",
+                at=3,
+            ),
+        ],
+    )
     assert journal.facts.invite is not None and journal.facts.invite.status == "linked"
     (task,) = journal.facts.tasks.values()
     assert (task.kind, task.status) == ("sync", "SUCCEEDED")
@@ -184,9 +225,14 @@ def test_invite_and_sync_tasks_are_recorded() -> None:
 @pytest.mark.parametrize("event_type", example_types())
 def test_every_documented_example_applies(event_type: str) -> None:
     envelope = SmileWebhook.model_validate_json(example_body(event_type))
-    ev = Event(id=envelope.id, type=envelope.type, source=Source.WEBHOOK,
-               created_at=envelope.created_at, received_at=envelope.created_at,
-               data=compact_data(envelope.data))
+    ev = Event(
+        id=envelope.id,
+        type=envelope.type,
+        source=Source.WEBHOOK,
+        created_at=envelope.created_at,
+        received_at=envelope.created_at,
+        data=compact_data(envelope.data),
+    )
     journal = apply(new_journal("u"), ev)
     assert journal.events_total == 1
     assert journal.facts.unknown_types == []

@@ -16,22 +16,50 @@ REQUIRED = ["identity", "employments", "incomes"]
 ACCOUNTS = ["a-1", "a-2"]
 ARCHIVES = ["archive-1", "archive-2"]
 
-WEBHOOKS = st.sampled_from([
-    "USER_CREATED", "ACCOUNT_CREATED", "ACCOUNT_CONNECTED", "ACCOUNT_DISCONNECTED",
-    "ACCOUNT_FAILED", "TASK_STARTED", "TASK_FINISHED", "ACCOUNT_SYNC_TASK_FINISHED",
-    "ARCHIVE_STARTED", "ARCHIVE_ANALYZED", "ARCHIVE_REVOKED", "ARCHIVE_FAILED",
-    "INVITE_INVITED", "INVITE_LINKED", "IDENTITY_ADDED", "EMPLOYMENTS_ADDED", "INCOMES_ADDED",
-    "INCOMES_UPDATED", "DOCUMENTS_ADDED", "BRAND_NEW_EVENT",
-])
-CALLBACKS = st.sampled_from([
-    "onAccountCreated", "onAccountConnected", "onAccountRemoved", "onAccountError",
-    "onTokenExpired", "onClose", "onUploadsCreated", "onUploadsRemoved", "onUIEvent",
-])
+WEBHOOKS = st.sampled_from(
+    [
+        "USER_CREATED",
+        "ACCOUNT_CREATED",
+        "ACCOUNT_CONNECTED",
+        "ACCOUNT_DISCONNECTED",
+        "ACCOUNT_FAILED",
+        "TASK_STARTED",
+        "TASK_FINISHED",
+        "ACCOUNT_SYNC_TASK_FINISHED",
+        "ARCHIVE_STARTED",
+        "ARCHIVE_ANALYZED",
+        "ARCHIVE_REVOKED",
+        "ARCHIVE_FAILED",
+        "INVITE_INVITED",
+        "INVITE_LINKED",
+        "IDENTITY_ADDED",
+        "EMPLOYMENTS_ADDED",
+        "INCOMES_ADDED",
+        "INCOMES_UPDATED",
+        "DOCUMENTS_ADDED",
+        "BRAND_NEW_EVENT",
+    ]
+)
+CALLBACKS = st.sampled_from(
+    [
+        "onAccountCreated",
+        "onAccountConnected",
+        "onAccountRemoved",
+        "onAccountError",
+        "onTokenExpired",
+        "onClose",
+        "onUploadsCreated",
+        "onUploadsRemoved",
+        "onUIEvent",
+    ]
+)
 
 
 @st.composite
 def events(draw: st.DrawFn, index: int) -> Event:
-    source = draw(st.sampled_from([Source.WEBHOOK, Source.WEBHOOK, Source.WIDGET, Source.RECONCILE]))
+    source = draw(
+        st.sampled_from([Source.WEBHOOK, Source.WEBHOOK, Source.WIDGET, Source.RECONCILE])
+    )
     name = draw(CALLBACKS if source is Source.WIDGET else WEBHOOKS)
     account = draw(st.sampled_from(ACCOUNTS))
     archive = draw(st.sampled_from(ARCHIVES))
@@ -54,8 +82,14 @@ def events(draw: st.DrawFn, index: int) -> Event:
         "eventName": draw(st.sampled_from(["LoginPageOpened", "MfaPageOpened"])),
         "account": {"accountId": account},
     }
-    return Event(id=f"et-{index}", type=name, source=source, created_at=created,
-                 received_at=created, data=data)
+    return Event(
+        id=f"et-{index}",
+        type=name,
+        source=source,
+        created_at=created,
+        received_at=created,
+        data=data,
+    )
 
 
 @st.composite

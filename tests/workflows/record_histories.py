@@ -67,9 +67,7 @@ async def stall_progress_cancel(
     return None
 
 
-async def uploads_then_expiry(
-    ops: Onboardings, env: WorkflowEnvironment, user: str
-) -> str | None:
+async def uploads_then_expiry(ops: Onboardings, env: WorkflowEnvironment, user: str) -> str | None:
     """An upload that is never analyzed: stalls, then expires after expireAfter."""
     await ops.ingest(user, [event("ARCHIVE_STARTED", archiveId="archive-1", at=0)])
     await env.sleep(timedelta(seconds=5))
@@ -85,7 +83,9 @@ async def continue_as_new(ops: Onboardings, env: WorkflowEnvironment, user: str)
     for i in range(4):
         await ops.ingest(user, [event("IDENTITY_ADDED", event_id=f"et-{i}", at=i)])
         if first_run is None:
-            first_run = (await ops.client.get_workflow_handle(workflow_id_for(user)).describe()).run_id
+            first_run = (
+                await ops.client.get_workflow_handle(workflow_id_for(user)).describe()
+            ).run_id
         await env.sleep(timedelta(seconds=1))
     return first_run
 

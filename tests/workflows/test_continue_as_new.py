@@ -33,7 +33,9 @@ async def test_continue_as_new_keeps_state_and_dedupe(
         await ops.ingest(user, [e])
         await total_is(count)  # one signal per workflow task, so the threshold is crossed
         if first_run is None:
-            first_run = (await ops.client.get_workflow_handle(f"onboarding-{user}").describe()).run_id
+            first_run = (
+                await ops.client.get_workflow_handle(f"onboarding-{user}").describe()
+            ).run_id
     await ops.ingest(user, [events[0]])  # a duplicate from before the first continue-as-new
     await ops.ingest(user, [event("onClose", source=Source.WIDGET, reason="close", at=9)])
     view = await total_is(8)

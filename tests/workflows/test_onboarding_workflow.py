@@ -156,12 +156,15 @@ async def test_data_ready_settles_then_completes_and_late_events_start_nothing(
     ops: Onboardings, time_skipping_env: WorkflowEnvironment
 ) -> None:
     user = unique_user()
-    await ops.ingest(user, [
-        event("ACCOUNT_CONNECTED", accountId="a-1", at=0),
-        event("IDENTITY_ADDED", accountId="a-1", at=1),
-        event("EMPLOYMENTS_ADDED", accountId="a-1", at=2),
-        event("INCOMES_ADDED", accountId="a-1", at=3),
-    ])
+    await ops.ingest(
+        user,
+        [
+            event("ACCOUNT_CONNECTED", accountId="a-1", at=0),
+            event("IDENTITY_ADDED", accountId="a-1", at=1),
+            event("EMPLOYMENTS_ADDED", accountId="a-1", at=2),
+            event("INCOMES_ADDED", accountId="a-1", at=3),
+        ],
+    )
     view = await state_is(ops, user, stage=Stage.DATA_READY)
     assert view.deadlines.settle is not None and view.data_ready_at is not None
     assert view.deadlines.settle - view.data_ready_at == timedelta(minutes=10)

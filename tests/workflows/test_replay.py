@@ -17,7 +17,12 @@ HISTORIES = sorted((Path(__file__).parents[1] / "fixtures" / "histories").glob("
 
 def test_there_are_histories_to_replay() -> None:
     names = {path.stem for path in HISTORIES}
-    assert {"happy_path", "stall_progress_cancel", "uploads_then_expiry", "continue_as_new"} <= names
+    assert {
+        "happy_path",
+        "stall_progress_cancel",
+        "uploads_then_expiry",
+        "continue_as_new",
+    } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
