@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     )
     dedupe_window: int = Field(10_000, ge=1, validation_alias="ONBOARDING_DEDUPE_WINDOW")
     history_limit: int = Field(500, ge=1, validation_alias="ONBOARDING_HISTORY_LIMIT")
+    smile_api_base_url: str = Field(
+        "https://sandbox.smileapi.io/v1", validation_alias="SMILE_API_BASE_URL"
+    )
+    smile_api_key: str | None = Field(None, validation_alias="SMILE_API_KEY")
+    smile_api_secret: SecretStr | None = Field(None, validation_alias="SMILE_API_SECRET")
+    smile_api_timeout: timedelta = Field(
+        timedelta(seconds=10), validation_alias="SMILE_API_TIMEOUT"
+    )
+    callback_secret: SecretStr | None = Field(None, validation_alias="ONBOARDING_CALLBACK_SECRET")
+    callback_token_ttl: timedelta = Field(
+        timedelta(hours=24), validation_alias="ONBOARDING_CALLBACK_TOKEN_TTL"
+    )
     webhook_max_bytes: int = Field(
         5 * 1024 * 1024, ge=1024, validation_alias="SMILE_WEBHOOK_MAX_BYTES"
     )
@@ -112,13 +124,24 @@ class Settings(BaseSettings):
     def _parse_stalls(cls, value: Any) -> dict[Stage, timedelta]:
         return parse_stall_timeouts(value)
 
-    @field_validator("expire_after", "settle_window", "rpc_timeout", mode="before")
+    @field_validator(
+        "expire_after",
+        "settle_window",
+        "rpc_timeout",
+        "smile_api_timeout",
+        "callback_token_ttl",
+        mode="before",
+    )
     @classmethod
     def _parse_duration(cls, value: Any) -> timedelta:
         parsed = parse_duration(value)
         if parsed.total_seconds() <= 0:
             raise ValueError("must be a positive duration")
         return parsed
+
+    @property
+    def has_smile_credentials(self) -> bool:
+        return bool(self.smile_api_key and self.smile_api_secret)
 
     def default_options(self) -> OnboardingOptions:
         """The per-onboarding options a new onboarding starts with."""

@@ -1,0 +1,72 @@
+"""Activities that talk to Smile. Each Smile failure becomes an ``ApplicationError`` whose type
+names the case; the caller's ``RetryPolicy`` lists the non-retryable ones, and a 429's
+``Retry-After`` becomes the next retry's delay."""
+
+from __future__ import annotations
+
+import logging
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.smile_client import SmileClient
+from activities.smile_errors import SmileError, SmileRateLimited
+from activities.smile_models import (
+    CreatedUser,
+    CreateUserRequest,
+    LinkToken,
+    SmileSnapshot,
+)
+
+logger = logging.getLogger("onboarding.smile")
+
+
+def application_error(err: SmileError) -> ApplicationError:
+    return ApplicationError(
+        str(err),
+        type=err.type_name,
+        non_retryable=not err.retryable,
+        next_retry_delay=err.retry_after if isinstance(err, SmileRateLimited) else None,
+    )
+
+
+class SmileActivities:
+    """Bound to one pooled :class:`SmileClient` per worker."""
+
+    def __init__(self, client: SmileClient) -> None:
+        self._client = client
+
+    @activity.defn(name="smile_create_user")
+    async def create_user(self, request: CreateUserRequest) -> CreatedUser:
+        try:
+            created = await self._client.create_user(request.external_metadata)
+        except SmileError as err:
+            raise application_error(err) from None
+        logger.info("created Smile user %s", created.user.id)
+        token = created.token
+        return CreatedUser(
+            user_id=created.user.id,
+            token=LinkToken(
+                access_token=token.access_token, expires_at=token.expires_at, mode=token.mode
+            ),
+        )
+
+    @activity.defn(name="smile_create_token")
+    async def create_token(self, user_id: str) -> LinkToken:
+        try:
+            token = await self._client.create_token(user_id)
+        except SmileError as err:
+            raise application_error(err) from None
+        logger.info("issued a link token for %s, expiring %s", user_id, token.expires_at)
+        return LinkToken(access_token=token.access_token, expires_at=token.expires_at,
+                         mode=token.mode)  # fmt: skip
+
+    @activity.defn(name="smile_snapshot")
+    async def snapshot(self, user_id: str) -> SmileSnapshot:
+        """Smile's own records of the user's accounts and archives, for reconciliation."""
+        try:
+            accounts = await self._client.list_accounts(user_id)
+            archives = await self._client.list_archives(user_id)
+        except SmileError as err:
+            raise application_error(err) from None
+        return SmileSnapshot(user_id=user_id, accounts=accounts, archives=archives)
