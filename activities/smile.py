@@ -5,10 +5,12 @@ names the case; the caller's ``RetryPolicy`` lists the non-retryable ones, and a
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.reconcile import Reconciliation, reconcile
 from activities.smile_client import SmileClient
 from activities.smile_errors import SmileError, SmileRateLimited
 from activities.smile_models import (
@@ -61,12 +63,13 @@ class SmileActivities:
         return LinkToken(access_token=token.access_token, expires_at=token.expires_at,
                          mode=token.mode)  # fmt: skip
 
-    @activity.defn(name="smile_snapshot")
-    async def snapshot(self, user_id: str) -> SmileSnapshot:
-        """Smile's own records of the user's accounts and archives, for reconciliation."""
+    @activity.defn(name="smile_reconcile")
+    async def reconcile(self, user_id: str) -> Reconciliation:
+        """Smile's own records of the user's accounts and archives, as events to merge."""
         try:
             accounts = await self._client.list_accounts(user_id)
             archives = await self._client.list_archives(user_id)
         except SmileError as err:
             raise application_error(err) from None
-        return SmileSnapshot(user_id=user_id, accounts=accounts, archives=archives)
+        snapshot = SmileSnapshot(user_id=user_id, accounts=accounts, archives=archives)
+        return reconcile(snapshot, datetime.now(UTC))

@@ -14,11 +14,13 @@ from api import problems
 from api.routes import health, onboardings, webhooks
 from onboarding.operations import (
     BadPageToken,
+    CallbacksNotConfigured,
     InvalidChange,
     OnboardingEnded,
     OnboardingError,
     OnboardingNotFound,
     Onboardings,
+    SmileCallFailed,
     TemporalUnavailable,
 )
 from onboarding.settings import Settings
@@ -32,6 +34,8 @@ _STATUS_FOR: dict[type[OnboardingError], int] = {
     InvalidChange: 422,
     BadPageToken: 400,
     TemporalUnavailable: 503,
+    SmileCallFailed: 502,
+    CallbacksNotConfigured: 500,
 }
 
 

@@ -47,6 +47,10 @@ def _widget(name: str, effect: Effect, arg: str | None, summary: str) -> EventSp
     return EventSpec(name, Source.WIDGET, effect, arg, True, summary)
 
 
+def _reconcile(name: str, effect: Effect, arg: str | None, summary: str) -> EventSpec:
+    return EventSpec(name, Source.RECONCILE, effect, arg, True, summary)
+
+
 _DATA_TYPES = {
     "IDENTITY": "identity",
     "RATING": "rating",
@@ -195,8 +199,9 @@ WIDGET_CALLBACKS: frozenset[str] = frozenset(s.name for s in _SPECS if s.source 
 
 def spec_for(source: Source, name: str) -> EventSpec | None:
     """The spec for an event; reconciliation speaks the webhook vocabulary."""
-    lookup = Source.WEBHOOK if source is Source.RECONCILE else source
-    return CATALOGUE.get((lookup, name))
+    if source is Source.RECONCILE:
+        return CATALOGUE.get((source, name)) or CATALOGUE.get((Source.WEBHOOK, name))
+    return CATALOGUE.get((source, name))
 
 
 def render_markdown_table() -> str:

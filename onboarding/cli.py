@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -50,6 +51,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
                 port=args.port,
                 temporal_port=args.temporal_port,
                 ui_port=args.ui_port,
+                smile_port=args.smile_port,
             )
         )
     )
@@ -57,13 +59,17 @@ def cmd_dev(args: argparse.Namespace) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> None:
     from onboarding.temporal import connect
-    from onboarding.worker import build_worker
+    from onboarding.worker import MissingSmileCredentials, build_worker, smile_client_from
 
     settings = _settings()
+    try:
+        smile = smile_client_from(settings)
+    except MissingSmileCredentials as err:
+        raise CliError(str(err)) from None
 
     async def run() -> None:
         client = await connect(args.temporal_address)
-        worker = build_worker(client, settings.task_queue)
+        worker = build_worker(client, settings.task_queue, smile)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))
@@ -72,7 +78,10 @@ def cmd_worker(args: argparse.Namespace) -> None:
             settings.task_queue,
             client.service_client.config.target_host,
         )
-        await worker.run()
+        try:
+            await worker.run()
+        finally:
+            await smile.aclose()
 
     asyncio.run(run())
 
@@ -87,6 +96,8 @@ def cmd_api(args: argparse.Namespace) -> None:
         raise CliError("SMILE_WEBHOOK_SECRET is not set: webhooks could never be verified")
     if not settings.admin_tokens:
         raise CliError("ONBOARDING_ADMIN_TOKEN is not set: operator endpoints would admit nobody")
+    if settings.callback_secret is None:
+        raise CliError("ONBOARDING_CALLBACK_SECRET is not set: callback tokens cannot be issued")
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     uvicorn.run(create_app(settings, temporal_address=args.temporal_address), host=host, port=port)
@@ -175,6 +186,49 @@ def cmd_timeouts(args: argparse.Namespace) -> None:
     _emit(args, timeouts, render_timeouts(timeouts))
 
 
+def cmd_start(args: argparse.Namespace) -> None:
+    from onboarding.models import StartRequest
+
+    try:
+        metadata = json.loads(args.metadata) if args.metadata else None
+    except json.JSONDecodeError as err:
+        raise CliError(f"--metadata is not JSON: {err.msg}") from None
+    if metadata is not None and not isinstance(metadata, dict):
+        raise CliError("--metadata must be a JSON object")
+    stall = dict(args.set or [])
+    request = StartRequest(
+        external_metadata=metadata,
+        required_data=args.required_data.split(",") if args.required_data else None,
+        timeouts=TimeoutsChange(stall=stall) if stall else None,
+    )
+    issued, view = _operate(args, lambda o: o.start(request, args.idempotency_key))
+    text = (
+        f"userId          {issued.user_id}\n"
+        f"linkToken       {issued.link_token}\n"
+        f"expiresAt       {issued.expires_at.isoformat()}\n"
+        f"callbackToken   {issued.callback_token}\n"
+        f"stage/status    {view.stage.value}/{view.status.value}"
+    )
+    _emit(args, issued, text)
+
+
+def cmd_link_token(args: argparse.Namespace) -> None:
+    issued = _operate(args, lambda o: o.link_token(args.user_id))
+    text = (
+        f"linkToken       {issued.link_token}\n"
+        f"expiresAt       {issued.expires_at.isoformat()}\n"
+        f"callbackToken   {issued.callback_token}"
+    )
+    _emit(args, issued, text)
+
+
+def cmd_reconcile(args: argparse.Namespace) -> None:
+    from onboarding.render import render_view
+
+    view = _operate(args, lambda o: o.reconcile(args.user_id))
+    _emit(args, view, render_view(view))
+
+
 def cmd_cancel(args: argparse.Namespace) -> None:
     view = _operate(args, lambda o: o.cancel(args.user_id, args.reason))
     _emit(args, view, f"{view.user_id}: {view.status.value} ({view.status_reason})")
@@ -195,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
     dev.add_argument("--temporal-port", type=int, default=7233, help="default 7233")
     dev.add_argument("--ui-port", type=int, default=8233, help="Temporal web UI (default 8233)")
+    dev.add_argument(
+        "--smile-port", type=int, default=8234,
+        help="the local Smile stand-in, used when SMILE_API_KEY is not set (default 8234)",
+    )  # fmt: skip
     dev.set_defaults(func=cmd_dev)
 
     def temporal_option(p: argparse.ArgumentParser) -> None:
@@ -246,6 +304,22 @@ def build_parser() -> argparse.ArgumentParser:
     timeouts.add_argument("--expire-after", type=_parse_seconds, default=None)
     timeouts.add_argument("--settle-window", type=_parse_seconds, default=None)
     timeouts.set_defaults(func=cmd_timeouts)
+
+    start = operator("start", "create a Smile user and start its onboarding")
+    start.add_argument("--metadata", default=None, help="externalMetadata as a JSON object")
+    start.add_argument("--required-data", default=None, help="e.g. identity,incomes")
+    start.add_argument("--set", type=_parse_assignment, action="append", metavar="STAGE=DURATION",
+                       help="a stall timeout for this onboarding (repeatable)")  # fmt: skip
+    start.add_argument("--idempotency-key", default=None)
+    start.set_defaults(func=cmd_start)
+
+    link_token = operator("link-token", "a fresh link token for one onboarding")
+    link_token.add_argument("user_id")
+    link_token.set_defaults(func=cmd_link_token)
+
+    reconcile = operator("reconcile", "check Smile's records now and merge them")
+    reconcile.add_argument("user_id")
+    reconcile.set_defaults(func=cmd_reconcile)
 
     cancel = operator("cancel", "cancel one onboarding")
     cancel.add_argument("user_id")

@@ -1,22 +1,23 @@
-"""``onboarding dev``: the Temporal dev server, a worker and the API in one command."""
+"""``onboarding dev``: the Temporal dev server, a worker and the API in one command, and a local
+Smile stand-in when no Smile credentials are configured, so everything works offline."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
-from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
 from pydantic import SecretStr
 
 from api.app import create_app
-from onboarding.dev_secrets import load_or_create
+from onboarding.dev_secrets import DevSecrets, load_or_create
 from onboarding.devserver import TemporalDevServer, ensure_port_free
+from onboarding.serving import start_server, stop_server
 from onboarding.settings import Settings
-from onboarding.worker import build_worker
+from onboarding.smile_standin import create_standin_app
+from onboarding.worker import build_worker, smile_client_from
 
 
 @dataclass(frozen=True)
@@ -26,105 +27,121 @@ class DevOptions:
     port: int
     temporal_port: int
     ui_port: int
+    smile_port: int
 
 
-class _ApiServer(uvicorn.Server):
-    """Uvicorn without its own signal handling: ``dev`` stops every part itself, in order."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-def check_ports(options: DevOptions) -> None:
+def check_ports(options: DevOptions, with_standin: bool) -> None:
     ensure_port_free(options.host, options.port, "the API", "--port")
     ensure_port_free("127.0.0.1", options.temporal_port, "Temporal", "--temporal-port")
     ensure_port_free("127.0.0.1", options.ui_port, "the Temporal web UI", "--ui-port")
+    if with_standin:
+        ensure_port_free("127.0.0.1", options.smile_port, "the Smile stand-in", "--smile-port")
+
+
+def dev_settings(options: DevOptions, secrets: DevSecrets) -> Settings:
+    """The environment's settings, with dev's secrets, ports and (without credentials) the
+    stand-in in place of Smile."""
+    base = Settings()
+    update: dict[str, object] = {
+        "webhook_secrets": [SecretStr(secrets.webhook_secret)],
+        "admin_tokens": [SecretStr(secrets.admin_token)],
+        "callback_secret": SecretStr(secrets.callback_secret),
+        "host": options.host,
+        "port": options.port,
+    }
+    if not base.has_smile_credentials:
+        update |= {
+            "smile_api_base_url": f"http://127.0.0.1:{options.smile_port}/v1",
+            "smile_api_key": secrets.standin_api_key,
+            "smile_api_secret": SecretStr(secrets.standin_api_secret),
+        }
+    return base.model_copy(update=update)
 
 
 async def run_dev(options: DevOptions) -> None:
-    check_ports(options)
+    with_standin = not Settings().has_smile_credentials
+    check_ports(options, with_standin)
     data_dir = options.data_dir.resolve()
     secrets = load_or_create(data_dir)
-    settings = Settings(
-        webhook_secrets=[SecretStr(secrets.webhook_secret)],
-        admin_tokens=[SecretStr(secrets.admin_token)],
-        host=options.host,
-        port=options.port,
-    )
+    settings = dev_settings(options, secrets)
     server = TemporalDevServer(data_dir, port=options.temporal_port, ui_port=options.ui_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     client = await server.start()
-    try:
-        worker = build_worker(client, settings.task_queue)
-        api = _ApiServer(
-            uvicorn.Config(
-                create_app(settings, client),
-                host=options.host,
-                port=options.port,
-                log_level="warning",
-                lifespan="on",
+    smile = smile_client_from(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(server.stop)
+        stack.push_async_callback(smile.aclose)
+        api_url = f"http://{options.host}:{options.port}"
+        if with_standin:
+            standin = create_standin_app(
+                secrets.standin_api_key,
+                secrets.standin_api_secret,
+                webhook_url=f"{api_url}/webhooks/smile",
+                webhook_secret=secrets.webhook_secret,
             )
-        )
+            standin_server, standin_task = await start_server(
+                standin, "127.0.0.1", options.smile_port
+            )
+            stack.push_async_callback(stop_server, standin_server, standin_task)
+        worker = build_worker(client, settings.task_queue, smile)
         worker_task = asyncio.create_task(worker.run(), name="worker")
-        api_task = asyncio.create_task(api.serve(), name="api")
+        api_server, api_task = await start_server(
+            create_app(settings, client), options.host, options.port
+        )
+        _print_banner(options, server, settings, secrets, data_dir, with_standin)
         stop_task = asyncio.create_task(stop.wait(), name="stop")
-        # uvicorn exposes only a flag for "listening", so poll it briefly.
-        while not api.started and not api_task.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        if api.started:
-            _print_banner(
-                options,
-                server,
-                settings.task_queue,
-                secrets.webhook_secret,
-                secrets.admin_token,
-                data_dir,
-            )
         await asyncio.wait({worker_task, api_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         print("\nstopping: API, worker, Temporal …", flush=True)
-        api.should_exit = True
-        await api_task
+        await stop_server(api_server, api_task)
         if not worker_task.done():
             await worker.shutdown()
         stop_task.cancel()
         for task in (worker_task, api_task):
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
-    finally:
-        await server.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
     print("stopped.", flush=True)
 
 
 def _print_banner(
     options: DevOptions,
     server: TemporalDevServer,
-    task_queue: str,
-    webhook_secret: str,
-    admin_token: str,
+    settings: Settings,
+    secrets: DevSecrets,
     data_dir: Path,
+    with_standin: bool,
 ) -> None:
     api = f"http://{options.host}:{options.port}"
+    if with_standin:
+        standin = f"http://127.0.0.1:{options.smile_port}"
+        smile = (
+            f"{settings.smile_api_base_url}   (local stand-in: no SMILE_API_KEY set)\n"
+            f"  Play a webhook     curl -X POST {standin}/_control/webhooks "
+            "-H 'Content-Type: application/json' "
+            """-d '{"userId": "USER_ID", "type": "ACCOUNT_CONNECTED"}'"""
+        )
+    else:
+        smile = settings.smile_api_base_url
     print(
         f"""
 Smile onboarding — embedded dev mode
   API                {api}   (docs: {api}/docs)
   Smile webhooks     POST {api}/webhooks/smile
-  Temporal           {server.address}   (task queue {task_queue})
+  Smile API          {smile}
+  Temporal           {server.address}   (task queue {settings.task_queue})
   Temporal web UI    {server.ui_url}
   Data               {data_dir}   (onboardings survive a restart)
-  Webhook secret     {webhook_secret}
-  Admin token        {admin_token}
+  Webhook secret     {secrets.webhook_secret}
+  Admin token        {secrets.admin_token}
 
   From another shell:
     export TEMPORAL_ADDRESS={server.address}
+    curl -X POST -H 'Authorization: Bearer {secrets.admin_token}' {api}/onboardings -d '{{}}'
     onboarding status USER_ID
-    curl -H 'Authorization: Bearer {admin_token}' {api}/onboardings/USER_ID
 
 Ctrl-C stops everything.
 """,

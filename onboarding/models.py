@@ -174,6 +174,13 @@ class SyncTask(CamelModel):
 
 
 class TokenState(CamelModel):
+    """The link token's life; its value is never kept."""
+
+    issued_at: datetime | None = None
+    expires_at: datetime | None = None
+    refresh_count: int = 0
+    refresh_failures: int = 0
+    last_error: str | None = None
     expired_reported_at: datetime | None = None
     expired_reports: int = 0
 
@@ -258,6 +265,15 @@ class Deadlines(CamelModel):
     settle: datetime | None = None
 
 
+class ReconcileState(CamelModel):
+    runs: int = 0
+    last_at: datetime | None = None
+    last_error: str | None = None
+    accounts_seen: int = 0
+    archives_seen: int = 0
+    facts_added: int = 0
+
+
 class Lifecycle(CamelModel):
     status: Status = Status.ACTIVE
     status_reason: str | None = None
@@ -269,6 +285,8 @@ class Lifecycle(CamelModel):
     data_ready_at: datetime | None = None
     ended_at: datetime | None = None
     runs: int = 1
+    external_metadata: dict[str, Any] | None = None
+    reconcile: ReconcileState = Field(default_factory=ReconcileState)
 
 
 class OnboardingInput(CamelModel):
@@ -286,6 +304,15 @@ class TimeoutsChange(CamelModel):
     stall: dict[str, float] = Field(default_factory=dict)
     expire_after: float | None = None
     settle_window: float | None = None
+
+
+class StartRequest(CamelModel):
+    """What ``POST /onboardings`` tells the onboarding workflow (by update-with-start)."""
+
+    external_metadata: dict[str, Any] | None = None
+    token_expires_at: datetime | None = None
+    timeouts: TimeoutsChange | None = None
+    required_data: list[str] | None = None
 
 
 class CancelRequest(CamelModel):
@@ -317,6 +344,8 @@ class OnboardingView(CamelModel):
     timeouts: Timeouts
     deadlines: Deadlines
     stalls: int
+    external_metadata: dict[str, Any] | None
+    reconcile: ReconcileState
     events: list[EventRecord]
     events_total: int
     duplicates_ignored: int

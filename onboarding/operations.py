@@ -6,18 +6,32 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from pydantic import SecretStr
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from onboarding import search_attributes
+from activities.smile_models import CreatedUser, CreateUserRequest, LinkToken
+from onboarding import callback_tokens, search_attributes
 from onboarding.identity import WORKFLOW_TYPE, user_id_from, workflow_id_for
 from onboarding.models import (
     CamelModel,
@@ -27,11 +41,13 @@ from onboarding.models import (
     OnboardingInput,
     OnboardingView,
     Stage,
+    StartRequest,
     Status,
     Timeouts,
     TimeoutsChange,
 )
 from onboarding.settings import Settings
+from workflows.create_user import CreateSmileUserWorkflow
 from workflows.onboarding import OnboardingWorkflow
 
 _T = TypeVar("_T")
@@ -63,6 +79,15 @@ class InvalidChange(OnboardingError):
     """The workflow rejected an update (its validator said why)."""
 
 
+class SmileCallFailed(OnboardingError):
+    """Smile refused or kept failing after the retries (the message says how)."""
+
+
+class CallbacksNotConfigured(OnboardingError):
+    def __init__(self) -> None:
+        super().__init__("ONBOARDING_CALLBACK_SECRET is not set: callback tokens cannot be issued")
+
+
 class TemporalUnavailable(OnboardingError):
     def __init__(self, cause: BaseException) -> None:
         super().__init__("Temporal is unreachable; try again shortly")
@@ -73,6 +98,16 @@ class TemporalUnavailable(OnboardingError):
 class IngestResult:
     outcome: Literal["accepted", "onboarding_ended"]
     workflow_id: str
+
+
+class IssuedToken(CamelModel):
+    """What the front end needs to open the widget and report its callbacks."""
+
+    user_id: str
+    link_token: str
+    expires_at: datetime
+    callback_token: str
+    callback_token_expires_at: datetime
 
 
 class OnboardingSummary(CamelModel):
@@ -93,6 +128,26 @@ class Funnel(CamelModel):
     total: int
     by_stage: dict[Stage, int]
     by_status: dict[Status, int]
+
+
+def _initial_search_attributes() -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(search_attributes.STAGE, Stage.CREATED.value),
+            SearchAttributePair(search_attributes.STATUS, Status.ACTIVE.value),
+        ]
+    )
+
+
+def _failure_message(err: BaseException) -> str:
+    """The innermost application error's message: Smile's own words, never a secret."""
+    cause: BaseException | None = err
+    message = str(err)
+    while cause is not None:
+        if isinstance(cause, ApplicationError):
+            message = cause.message
+        cause = cause.__cause__ or getattr(cause, "cause", None)
+    return message
 
 
 def _raise_for_rpc(err: RPCError, user_id: str | None = None) -> None:
@@ -142,17 +197,91 @@ class Onboardings:
                     start_signal_args=[EventBatch(events=events)],
                     # A finished onboarding is never restarted empty by a late event.
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    search_attributes=TypedSearchAttributes(
-                        [
-                            SearchAttributePair(search_attributes.STAGE, Stage.CREATED.value),
-                            SearchAttributePair(search_attributes.STATUS, Status.ACTIVE.value),
-                        ]
-                    ),
+                    search_attributes=_initial_search_attributes(),
                     rpc_timeout=self.settings.rpc_timeout,
                 )
         except WorkflowAlreadyStartedError:
             return IngestResult("onboarding_ended", workflow_id)
         return IngestResult("accepted", workflow_id)
+
+    async def start(
+        self, request: StartRequest, idempotency_key: str | None = None
+    ) -> tuple[IssuedToken, OnboardingView]:
+        """Create the Smile user (retried by Temporal), then start its onboarding with
+        update-with-start, and hand back the first link token and a callback token."""
+        secret = self._callback_secret()
+        created = await self._create_smile_user(request, idempotency_key or uuid.uuid4().hex)
+        begin = request.model_copy(update={"token_expires_at": created.token.expires_at})
+        operation = WithStartWorkflowOperation(
+            OnboardingWorkflow.run,
+            OnboardingInput(user_id=created.user_id, options=self.settings.default_options()),
+            id=workflow_id_for(created.user_id),
+            task_queue=self.settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=_initial_search_attributes(),
+        )
+        try:
+            with _temporal_errors():
+                view = await self.client.execute_update_with_start_workflow(
+                    OnboardingWorkflow.begin,
+                    begin,
+                    start_workflow_operation=operation,
+                    rpc_timeout=self.settings.rpc_timeout,
+                )
+        except WorkflowUpdateFailedError as err:
+            raise InvalidChange(_failure_message(err)) from err
+        return self._issued(created.user_id, created.token, secret), view
+
+    async def _create_smile_user(self, request: StartRequest, key: str) -> CreatedUser:
+        workflow_id = f"create-smile-user-{key}"
+        try:
+            with _temporal_errors():
+                try:
+                    handle = await self.client.start_workflow(
+                        CreateSmileUserWorkflow.run,
+                        CreateUserRequest(external_metadata=request.external_metadata),
+                        id=workflow_id,
+                        task_queue=self.settings.task_queue,
+                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                        rpc_timeout=self.settings.rpc_timeout,
+                    )
+                except WorkflowAlreadyStartedError:
+                    # The same idempotency key again: answer with what that request got.
+                    handle = self.client.get_workflow_handle_for(
+                        CreateSmileUserWorkflow.run, workflow_id
+                    )
+                return await handle.result()
+        except WorkflowFailureError as err:
+            raise SmileCallFailed(
+                f"Smile did not create the user: {_failure_message(err)}"
+            ) from err
+
+    async def link_token(self, user_id: str) -> IssuedToken:
+        secret = self._callback_secret()
+        token = await self._update(user_id, "refresh_link_token", None, LinkToken)
+        return self._issued(user_id, token, secret)
+
+    async def reconcile(self, user_id: str) -> OnboardingView:
+        return await self._update(user_id, "reconcile", None, OnboardingView)
+
+    def _callback_secret(self) -> SecretStr:
+        if self.settings.callback_secret is None:
+            raise CallbacksNotConfigured()
+        return self.settings.callback_secret
+
+    def _issued(self, user_id: str, token: LinkToken, secret: SecretStr) -> IssuedToken:
+        callback, callback_expires = callback_tokens.issue(
+            user_id, secret, self.settings.callback_token_ttl, datetime.now(UTC)
+        )
+        return IssuedToken(
+            user_id=user_id,
+            link_token=token.access_token,
+            expires_at=token.expires_at,
+            callback_token=callback,
+            callback_token_expires_at=callback_expires,
+        )
 
     async def get(self, user_id: str) -> OnboardingView:
         with _temporal_errors(user_id):
@@ -166,12 +295,15 @@ class Onboardings:
     async def cancel(self, user_id: str, reason: str) -> OnboardingView:
         return await self._update(user_id, "cancel", CancelRequest(reason=reason), OnboardingView)
 
-    async def _update(self, user_id: str, name: str, arg: CamelModel, result: type[_T]) -> _T:
+    async def _update(
+        self, user_id: str, name: str, arg: CamelModel | None, result: type[_T]
+    ) -> _T:
         handle = self._handle(user_id)
+        args = [] if arg is None else [arg]
         try:
             with _temporal_errors():
                 outcome: _T = await handle.execute_update(
-                    name, arg, result_type=result, rpc_timeout=self.settings.rpc_timeout
+                    name, args=args, result_type=result, rpc_timeout=self.settings.rpc_timeout
                 )
                 return outcome
         except WorkflowUpdateFailedError as err:
@@ -179,6 +311,8 @@ class Onboardings:
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
             if "already ended" in message:
                 raise OnboardingEnded(user_id) from err
+            if isinstance(cause, ApplicationError) and cause.type == "SmileCallFailed":
+                raise SmileCallFailed(message) from err
             raise InvalidChange(message) from err
         except RPCError as err:
             if err.status is RPCStatusCode.NOT_FOUND and await self._exists(user_id):

@@ -227,8 +227,15 @@ def create_standin_app(
     @app.put("/_control/accounts/{account_id}")
     async def put_account(account_id: str, change: AccountChange) -> dict[str, Any]:
         state.ensure_user(change.user_id)
-        return _record_account(state, account_id, change.user_id, change.provider_id,
-                               change.connection_status, change.error_code, change.error_message)
+        return _record_account(
+            state,
+            account_id,
+            change.user_id,
+            change.provider_id,
+            change.connection_status,
+            change.error_code,
+            change.error_message,
+        )
 
     @app.post("/_control/webhooks")
     async def send_webhook(

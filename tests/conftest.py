@@ -4,10 +4,13 @@ the API app, and helpers to poll with a deadline instead of sleeping."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
+
+import contextlib
 
 import httpx
 import pytest
@@ -19,11 +22,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from activities.smile_client import SmileClient
 from api.app import create_app
 from onboarding import search_attributes
 from onboarding.binaries import temporal_cli, temporal_test_server
 from onboarding.identity import workflow_id_for
+from onboarding.serving import serving
 from onboarding.settings import Settings
+from onboarding.smile_standin import StandinState, create_standin_app
 from onboarding.worker import build_worker
 
 T = TypeVar("T")
@@ -31,6 +37,55 @@ T = TypeVar("T")
 WEBHOOK_SECRET = "a little secret"
 OLD_WEBHOOK_SECRET = "the previous secret"
 ADMIN_TOKEN = "admin-token-for-tests"
+CALLBACK_SECRET = "callback-secret-for-tests"
+SMILE_KEY = "smile-test-key"
+SMILE_SECRET = "smile-test-secret-value"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Standin:
+    """A running Smile stand-in: its URL, its records, and its control endpoints over HTTP."""
+
+    def __init__(self, base_url: str, state: StandinState) -> None:
+        self.base_url = base_url
+        self.api_url = f"{base_url}/v1"
+        self.state = state
+        self.control = httpx.AsyncClient(base_url=base_url, timeout=10)
+
+    async def faults(self, **faults: object) -> None:
+        response = await self.control.post("/_control/faults", json=faults)
+        assert response.status_code == 200, response.text
+
+    async def calls(self) -> list[dict[str, object]]:
+        response = await self.control.get("/_control/calls")
+        return response.json()  # type: ignore[no-any-return]
+
+    async def reset(self) -> None:
+        await self.control.delete("/_control/faults")
+        await self.control.delete("/_control/calls")
+
+    def client(self, timeout: float = 2.0) -> SmileClient:
+        from datetime import timedelta
+
+        return SmileClient(self.api_url, SMILE_KEY, SecretStr(SMILE_SECRET),
+                           timeout=timedelta(seconds=timeout))  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def running_standin(**options: str) -> AsyncIterator[Standin]:
+    app = create_standin_app(SMILE_KEY, SMILE_SECRET, **options)
+    port = free_port()
+    async with serving(app, "127.0.0.1", port):
+        standin = Standin(f"http://127.0.0.1:{port}", app.state.standin)
+        try:
+            yield standin
+        finally:
+            await standin.control.aclose()
 
 
 async def eventually(
@@ -91,18 +146,33 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-def api_settings() -> Settings:
+async def shared_standin() -> AsyncIterator[Standin]:
+    """One stand-in for the session's workers (fault tests start their own)."""
+    async with running_standin() as standin:
+        yield standin
+
+
+@pytest.fixture(scope="session")
+def api_settings(shared_standin: Standin) -> Settings:
     return Settings(
         webhook_secrets=[SecretStr(WEBHOOK_SECRET), SecretStr(OLD_WEBHOOK_SECRET)],
         admin_tokens=[SecretStr(ADMIN_TOKEN)],
+        callback_secret=SecretStr(CALLBACK_SECRET),
         task_queue=f"api-tests-{uuid.uuid4().hex[:8]}",
+        smile_api_base_url=shared_standin.api_url,
+        smile_api_key=SMILE_KEY,
+        smile_api_secret=SecretStr(SMILE_SECRET),
     )
 
 
 @pytest.fixture(scope="session")
-async def dev_worker(dev_env: WorkflowEnvironment, api_settings: Settings) -> AsyncIterator[None]:
-    async with build_worker(dev_env.client, api_settings.task_queue):
+async def dev_worker(
+    dev_env: WorkflowEnvironment, api_settings: Settings, shared_standin: Standin
+) -> AsyncIterator[None]:
+    smile = shared_standin.client()
+    async with build_worker(dev_env.client, api_settings.task_queue, smile):
         yield
+    await smile.aclose()
 
 
 @pytest.fixture

@@ -11,9 +11,12 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.notices import StallNotice, notify_stalled
+    from activities.reconcile import Reconciliation
+    from activities.smile_models import LinkToken
     from onboarding import search_attributes
     from onboarding.identity import workflow_id_for
     from onboarding.models import (
@@ -23,16 +26,21 @@ with workflow.unsafe.imports_passed_through():
         Lifecycle,
         OnboardingInput,
         OnboardingView,
+        Source,
         Stage,
+        StartRequest,
         Status,
         Timeouts,
         TimeoutsChange,
         stage_with_stall_timeout,
     )
     from onboarding.state_machine import StateMachine, derive_stage, new_journal
+    from workflows.policies import CREATE_TOKEN, RECONCILE
 
 # Timers fire on millisecond boundaries; a deadline this close counts as reached.
 _CLOCK_TOLERANCE = timedelta(milliseconds=1)
+# A pre-fetched token is handed out only while it has at least this long to live.
+_TOKEN_MIN_LIFE = timedelta(minutes=5)
 _NOTICE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -57,6 +65,8 @@ class OnboardingWorkflow:
         self._signals_this_run = 0
         self._wake = False
         self._published: tuple[Stage, Status] | None = None
+        self._token_refresh_wanted = False
+        self._prefetched: LinkToken | None = None  # kept in memory only, never in the state
 
     # --- run loop ----------------------------------------------------------------------------
 
@@ -75,6 +85,10 @@ class OnboardingWorkflow:
                         lifecycle=self._life,
                     )
                 )
+            if self._token_refresh_wanted and workflow.patched("refresh-token-on-expiry"):
+                self._token_refresh_wanted = False
+                await self._prefetch_token()
+                continue
             self._wake = False
             remaining = self._time_to_next_deadline()
             if remaining is None or remaining > _CLOCK_TOLERANCE:
@@ -127,6 +141,11 @@ class OnboardingWorkflow:
         life.stalls += 1
         self._publish()
         workflow.logger.info("onboarding %s stalled in %s", self._user_id, life.stage.value)
+        if workflow.patched("reconcile-on-stall"):
+            # A missed webhook is the usual cause: ask Smile before telling anyone.
+            await self._reconcile()
+            if life.status is not Status.STALLED:
+                return
         assert life.stage_entered_at is not None
         await workflow.execute_activity(
             notify_stalled,
@@ -155,7 +174,10 @@ class OnboardingWorkflow:
             return
         changed = False
         for event in batch.events:
-            changed = self._machine.apply(event) or changed
+            if self._machine.apply(event):
+                changed = True
+                if event.source is Source.WIDGET and event.type == "onTokenExpired":
+                    self._token_refresh_wanted = True
         if changed:
             self._refresh_stage()
             self._wake = True
@@ -166,6 +188,10 @@ class OnboardingWorkflow:
 
     @workflow.update
     def set_timeouts(self, change: TimeoutsChange) -> Timeouts:
+        self._apply_timeouts(change)
+        return self._options.timeouts
+
+    def _apply_timeouts(self, change: TimeoutsChange) -> None:
         timeouts = self._options.timeouts
         for name, seconds in change.stall.items():
             timeouts.stall[stage_with_stall_timeout(name)] = seconds
@@ -180,13 +206,16 @@ class OnboardingWorkflow:
             life.status_reason = "stall timeout extended"
             self._publish()
         self._wake = True
-        return timeouts
 
     @set_timeouts.validator
     def _validate_timeouts(self, change: TimeoutsChange) -> None:
         self._reject_if_ended()
         if not change.stall and change.expire_after is None and change.settle_window is None:
             raise ValueError("nothing to change: give stall timeouts, expireAfter or settleWindow")
+        self._check_timeouts(change)
+
+    @staticmethod
+    def _check_timeouts(change: TimeoutsChange) -> None:
         for name, seconds in change.stall.items():
             stage_with_stall_timeout(name)
             if seconds <= 0:
@@ -197,6 +226,58 @@ class OnboardingWorkflow:
         ):
             if value is not None and value <= 0:
                 raise ValueError(f"{label} must be positive, got {value}")
+
+    @workflow.update
+    def begin(self, start: StartRequest) -> OnboardingView:
+        """Called once by ``POST /onboardings`` (update-with-start): the Smile user exists and
+        its first link token was handed out; per-onboarding options apply from now."""
+        self._ensure_started()
+        life = self._life
+        if start.external_metadata is not None:
+            life.external_metadata = start.external_metadata
+        if start.required_data is not None:
+            self._options.required_data = list(start.required_data)
+        if start.timeouts is not None:
+            self._apply_timeouts(start.timeouts)
+        if start.token_expires_at is not None:
+            token = self._machine.journal.facts.token
+            token.issued_at = workflow.now()
+            token.expires_at = start.token_expires_at
+        self._refresh_stage()
+        self._wake = True
+        return self._view()
+
+    @begin.validator
+    def _validate_begin(self, start: StartRequest) -> None:
+        self._reject_if_ended()
+        if start.timeouts is not None:
+            self._check_timeouts(start.timeouts)
+        for dtype in start.required_data or []:
+            if not dtype.strip():
+                raise ValueError("requiredData entries must be non-empty data type names")
+
+    @workflow.update
+    async def refresh_link_token(self) -> LinkToken:
+        """A fresh single-use link token: the one pre-fetched after ``onTokenExpired`` if it is
+        still good, otherwise a new one from Smile."""
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None and prefetched.expires_at - workflow.now() > _TOKEN_MIN_LIFE:
+            return prefetched
+        return await self._issue_token()
+
+    @refresh_link_token.validator
+    def _validate_refresh(self) -> None:
+        self._reject_if_ended()
+
+    @workflow.update
+    async def reconcile(self) -> OnboardingView:
+        """Check Smile's own records now and merge what they say."""
+        await self._reconcile()
+        return self._view()
+
+    @reconcile.validator
+    def _validate_reconcile(self) -> None:
+        self._reject_if_ended()
 
     @workflow.update
     def cancel(self, request: CancelRequest) -> OnboardingView:
@@ -210,6 +291,67 @@ class OnboardingWorkflow:
     def _reject_if_ended(self) -> None:
         if self._life.status.is_terminal:
             raise ValueError(f"onboarding already ended as {self._life.status.value}")
+
+    # --- calls to Smile ---------------------------------------------------------------------
+
+    async def _issue_token(self) -> LinkToken:
+        token_state = self._machine.journal.facts.token
+        try:
+            token: LinkToken = await workflow.execute_activity(
+                "smile_create_token",
+                self._user_id,
+                result_type=LinkToken,
+                start_to_close_timeout=CREATE_TOKEN.start_to_close,
+                schedule_to_close_timeout=CREATE_TOKEN.schedule_to_close,
+                retry_policy=CREATE_TOKEN.retry,
+            )
+        except ActivityError as err:
+            token_state.refresh_failures += 1
+            token_state.last_error = _cause(err)
+            raise ApplicationError(
+                f"Smile did not issue a link token: {token_state.last_error}",
+                type="SmileCallFailed",
+                non_retryable=True,
+            ) from None
+        token_state.issued_at = workflow.now()
+        token_state.expires_at = token.expires_at
+        token_state.refresh_count += 1
+        token_state.last_error = None
+        return token
+
+    async def _prefetch_token(self) -> None:
+        """After ``onTokenExpired``: get the next token ready for the widget."""
+        try:
+            self._prefetched = await self._issue_token()
+        except ApplicationError:
+            self._prefetched = None  # recorded in the token state; the next request retries
+
+    async def _reconcile(self) -> None:
+        record = self._life.reconcile
+        try:
+            result = await workflow.execute_activity(
+                "smile_reconcile",
+                self._user_id,
+                result_type=Reconciliation,
+                start_to_close_timeout=RECONCILE.start_to_close,
+                retry_policy=RECONCILE.retry,
+            )
+        except ActivityError as err:
+            record.last_error = _cause(err)
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == "SmileNotFound":
+                self._end(Status.FAILED, "Smile has no record of this user")
+            return
+        added = sum(1 for event in result.events if self._machine.apply(event))
+        record.runs += 1
+        record.last_at = workflow.now()
+        record.last_error = None
+        record.accounts_seen = result.accounts
+        record.archives_seen = result.archives
+        record.facts_added += added
+        if added and not self._life.status.is_terminal:
+            self._refresh_stage()
+            self._wake = True
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -297,9 +439,16 @@ class OnboardingWorkflow:
             timeouts=self._options.timeouts,
             deadlines=self._deadlines(),
             stalls=life.stalls,
+            external_metadata=life.external_metadata,
+            reconcile=life.reconcile,
             events=journal.history,
             events_total=journal.events_total,
             duplicates_ignored=journal.duplicates_ignored,
             unknown_types=facts.unknown_types,
             runs=life.runs,
         )
+
+
+def _cause(err: ActivityError) -> str:
+    cause = err.cause
+    return cause.message if isinstance(cause, ApplicationError) else str(cause or err)

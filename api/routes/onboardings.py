@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Header, Path, Query
 from pydantic import BeforeValidator, Field
 
 from api.deps import AdminDep, OnboardingsDep
@@ -16,11 +16,12 @@ from onboarding.models import (
     CamelModel,
     OnboardingView,
     Stage,
+    StartRequest,
     Status,
     Timeouts,
     TimeoutsChange,
 )
-from onboarding.operations import Funnel, OnboardingPage
+from onboarding.operations import Funnel, IssuedToken, OnboardingPage
 
 router = APIRouter(
     prefix="/onboardings",
@@ -52,8 +53,59 @@ class TimeoutsBody(CamelModel):
     settle_window: Duration | None = None
 
 
+class StartBody(CamelModel):
+    external_metadata: dict[str, Any] | None = Field(
+        None, description="Stored with the Smile user and the onboarding (e.g. your own ids)"
+    )
+    timeouts: TimeoutsBody | None = Field(None, description="Per-onboarding timeouts")
+    required_data: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None, max_length=20, description="Data types that make this onboarding data-ready"
+    )
+
+
+class Started(IssuedToken):
+    onboarding: OnboardingView
+
+
 class CancelBody(CamelModel):
     reason: str = Field("cancelled by operator", min_length=1, max_length=500)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=Started,
+    responses={
+        409: {"model": Problem, "description": "The onboarding has already ended"},
+        422: {"model": Problem, "description": "Invalid options"},
+        502: {"model": Problem, "description": "Smile refused or kept failing"},
+    },
+)
+async def start_onboarding(
+    body: StartBody,
+    onboardings: OnboardingsDep,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    ] = None,
+) -> Started:
+    """Create the Smile user, start its onboarding, and return the first link token with a
+    callback token for the front end. Send an ``Idempotency-Key`` to make retries safe."""
+    timeouts = body.timeouts
+    request = StartRequest(
+        external_metadata=body.external_metadata,
+        required_data=[d.lower() for d in body.required_data] if body.required_data else None,
+        timeouts=(
+            TimeoutsChange(
+                stall=timeouts.stall,
+                expire_after=timeouts.expire_after,
+                settle_window=timeouts.settle_window,
+            )
+            if timeouts is not None
+            else None
+        ),
+    )
+    issued, view = await onboardings.start(request, idempotency_key)
+    return Started(**issued.model_dump(), onboarding=view)
 
 
 @router.get("", response_model=OnboardingPage)
@@ -118,3 +170,30 @@ async def cancel_onboarding(
 ) -> OnboardingView:
     """End an onboarding as ``cancelled``."""
     return await onboardings.cancel(user_id, (body or CancelBody()).reason)
+
+
+@router.post(
+    "/{user_id}/link-token",
+    response_model=IssuedToken,
+    responses={
+        404: {"model": Problem, "description": "No onboarding for this user"},
+        409: {"model": Problem, "description": "The onboarding has ended"},
+        502: {"model": Problem, "description": "Smile refused or kept failing"},
+    },
+)
+async def fresh_link_token(user_id: UserId, onboardings: OnboardingsDep) -> IssuedToken:
+    """A fresh single-use link token (and callback token) for the widget."""
+    return await onboardings.link_token(user_id)
+
+
+@router.post(
+    "/{user_id}/reconcile",
+    response_model=OnboardingView,
+    responses={
+        404: {"model": Problem, "description": "No onboarding for this user"},
+        409: {"model": Problem, "description": "The onboarding has ended"},
+    },
+)
+async def reconcile_onboarding(user_id: UserId, onboardings: OnboardingsDep) -> OnboardingView:
+    """Check Smile's own records now and merge what they say (missed webhooks)."""
+    return await onboardings.reconcile(user_id)

@@ -59,6 +59,7 @@ class DevService:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
+        self.smile_port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {
             k: v

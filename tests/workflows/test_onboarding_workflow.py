@@ -16,7 +16,7 @@ from onboarding.models import OnboardingView, Stage, Status, TimeoutsChange
 from onboarding.operations import InvalidChange, OnboardingEnded, Onboardings
 from onboarding.settings import Settings
 from onboarding.worker import build_worker
-from tests.conftest import eventually, unique_user
+from tests.conftest import Standin, eventually, unique_user
 from tests.smile_samples import event
 
 HOUR = timedelta(hours=1)
@@ -26,11 +26,15 @@ TASK_QUEUE = f"wf-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")
-async def worker(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[None]:
+async def worker(
+    time_skipping_env: WorkflowEnvironment, shared_standin: Standin
+) -> AsyncIterator[None]:
     # One worker for the module: time skipped in one test also fires other tests' timers,
     # and their workflows must still have a worker to run on.
-    async with build_worker(time_skipping_env.client, TASK_QUEUE):
+    smile = shared_standin.client()
+    async with build_worker(time_skipping_env.client, TASK_QUEUE, smile):
         yield
+    await smile.aclose()
 
 
 @pytest.fixture
