@@ -153,6 +153,13 @@ _SPECS: list[EventSpec] = [
             "USER_SESSION_RESET",
         )
     ],
+    _reconcile(
+        "ACCOUNT_AWAITING_MFA",
+        Effect.ACCOUNT,
+        ConnectionStatus.AWAITING_MFA,
+        "Smile's API reports `AWAITING_MFA` (no webhook exists for it): account is "
+        "`awaiting_mfa`; otherwise reconciliation speaks the webhook types above",
+    ),
     _widget(
         "onAccountCreated", Effect.ACCOUNT, ConnectionStatus.PENDING, "hint: account is `pending`"
     ),

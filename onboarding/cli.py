@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from onboarding.binaries import BinaryNotFound
 from onboarding.devserver import DevServerError
 from onboarding.durations import parse_duration
+from onboarding.logging_setup import configure_logging
 from onboarding.models import Stage, Status, TimeoutsChange
 from onboarding.operations import OnboardingError, Onboardings
 from onboarding.settings import Settings
@@ -329,9 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(os.environ.get("ONBOARDING_LOG_LEVEL", "INFO").upper())
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -67,6 +67,7 @@ class Faults(BaseModel):
     delay_next: int = Field(0, alias="delayNext", ge=0)
     delay_seconds: float = Field(0.0, alias="delaySeconds", ge=0)
     reject_credentials: bool = Field(False, alias="rejectCredentials")
+    only_path: str | None = Field(None, alias="onlyPath", description="e.g. /v1/users")
 
     model_config = {"populate_by_name": True}
 
@@ -90,7 +91,8 @@ class WebhookRequest(BaseModel):
 class Call:
     method: str
     path: str
-    status: int
+    query: str
+    status: int | None  # None while still being answered
     at: datetime
 
 
@@ -145,10 +147,13 @@ def create_standin_app(
     async def faults_and_auth(request: Request, call_next: Any) -> Response:
         if not request.url.path.startswith("/v1/"):
             return await call_next(request)  # type: ignore[no-any-return]
+        # Recorded on arrival, so a call still being delayed is already visible.
+        call = Call(request.method, request.url.path, request.url.query, None, _now())
+        state.calls.append(call)
         response = await _apply_faults_and_auth(state, request)
         if response is None:
             response = await call_next(request)
-        state.calls.append(Call(request.method, request.url.path, response.status_code, _now()))
+        call.status = response.status_code
         return response
 
     @app.post("/v1/users", status_code=201)
@@ -217,8 +222,11 @@ def create_standin_app(
 
     @app.get("/_control/calls")
     async def calls() -> list[dict[str, Any]]:
-        return [{"method": c.method, "path": c.path, "status": c.status, "at": _iso(c.at)}
-                for c in state.calls]  # fmt: skip
+        return [
+            {"method": c.method, "path": c.path, "query": c.query, "status": c.status,
+             "at": _iso(c.at)}
+            for c in state.calls
+        ]  # fmt: skip
 
     @app.delete("/_control/calls", status_code=204)
     async def clear_calls() -> None:
@@ -317,6 +325,12 @@ def _webhook_envelope(state: StandinState, request: WebhookRequest) -> dict[str,
 
 async def _apply_faults_and_auth(state: StandinState, request: Request) -> Response | None:
     faults = state.faults
+    if faults.only_path is not None and request.url.path != faults.only_path:
+        return (
+            None
+            if _authorized(state, request.headers.get("Authorization"))
+            else _error(401, "INVALID_CREDENTIALS", "Invalid API key or secret")
+        )
     if faults.delay_next > 0:
         faults.delay_next -= 1
         await asyncio.sleep(faults.delay_seconds)

@@ -4,13 +4,12 @@ the API app, and helpers to poll with a deadline instead of sleeping."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
-
-import contextlib
 
 import httpx
 import pytest
@@ -116,8 +115,8 @@ async def workflow_exists(client: Client, user_id: str) -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+async def start_time_skipping() -> WorkflowEnvironment:
+    """Temporal's time-skipping test server, with the service's search attributes."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=str(temporal_test_server()),
@@ -131,7 +130,12 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
             },
         )
     )
-    async with env:
+    return env
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await start_time_skipping() as env:
         yield env
 
 

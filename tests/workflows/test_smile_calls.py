@@ -1,0 +1,186 @@
+"""Calls to Smile through the real activities, against the stand-in over HTTP, on the
+time-skipping server: retries, Retry-After, no retry on 401, time-outs, token refresh after
+onTokenExpired, and reconciliation un-stalling a user whose webhook never came."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from pydantic import SecretStr
+from temporalio.testing import WorkflowEnvironment
+
+from onboarding.logging_setup import cap_payload_loggers
+from onboarding.models import ConnectionStatus, OnboardingView, Source, Stage, StartRequest, Status
+from onboarding.operations import Onboardings, SmileCallFailed
+from onboarding.settings import Settings
+from onboarding.worker import build_worker
+from tests.conftest import (
+    CALLBACK_SECRET,
+    SMILE_SECRET,
+    Standin,
+    eventually,
+    running_standin,
+    start_time_skipping,
+)
+from tests.smile_samples import event
+
+TASK_QUEUE = f"smile-{uuid.uuid4().hex[:8]}"
+CLIENT_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """This module's own test server: Smile's tokens expire by the wall clock, so this clock
+    must not carry the days skipped by other modules."""
+    async with await start_time_skipping() as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+async def standin() -> AsyncIterator[Standin]:
+    async with running_standin() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def worker(time_skipping_env: WorkflowEnvironment, standin: Standin) -> AsyncIterator[None]:
+    smile = standin.client(timeout=CLIENT_TIMEOUT)
+    async with build_worker(time_skipping_env.client, TASK_QUEUE, smile):
+        yield
+    await smile.aclose()
+
+
+@pytest.fixture
+async def ops(
+    time_skipping_env: WorkflowEnvironment, worker: None, standin: Standin
+) -> Onboardings:
+    await standin.reset()
+    settings = Settings(task_queue=TASK_QUEUE, callback_secret=SecretStr(CALLBACK_SECRET))
+    return Onboardings(time_skipping_env.client, settings)
+
+
+def statuses(calls: list[dict[str, object]], path: str) -> list[object]:
+    return [c["status"] for c in calls if c["path"] == path]
+
+
+async def test_start_creates_the_user_and_returns_its_first_token(
+    ops: Onboardings, standin: Standin
+) -> None:
+    issued, view = await ops.start(StartRequest(external_metadata={"applicant": "42"}))
+    assert issued.user_id in standin.state.users
+    assert standin.state.users[issued.user_id]["externalMetadata"] == {"applicant": "42"}
+    assert issued.link_token.startswith("standin.")
+    assert issued.callback_token.startswith("cbt1.")
+    assert view.token.expires_at == issued.expires_at
+    assert view.external_metadata == {"applicant": "42"}
+    assert issued.link_token not in view.model_dump_json()  # the value is never kept
+
+
+async def test_retries_then_succeeds_after_500s(ops: Onboardings, standin: Standin) -> None:
+    await standin.faults(failNext=3, failStatus=503, onlyPath="/v1/users")
+    issued, _ = await ops.start(StartRequest())
+    assert issued.user_id
+    assert statuses(await standin.calls(), "/v1/users") == [503, 503, 503, 201]
+
+
+async def test_429_waits_at_least_retry_after_on_the_servers_clock(
+    ops: Onboardings, standin: Standin, time_skipping_env: WorkflowEnvironment
+) -> None:
+    await standin.faults(rateLimitNext=1, retryAfter=90, onlyPath="/v1/users")
+    before = await time_skipping_env.get_current_time()
+    await ops.start(StartRequest())
+    waited = await time_skipping_env.get_current_time() - before
+    assert statuses(await standin.calls(), "/v1/users") == [429, 201]
+    # The retry policy alone would have retried after 1s.
+    assert waited >= timedelta(seconds=90)
+
+
+async def test_401_fails_at_once_without_retrying(ops: Onboardings, standin: Standin) -> None:
+    await standin.faults(rejectCredentials=True, onlyPath="/v1/users")
+    with pytest.raises(SmileCallFailed, match="HTTP 401 INVALID_CREDENTIALS") as caught:
+        await ops.start(StartRequest())
+    assert SMILE_SECRET not in str(caught.value)
+    assert statuses(await standin.calls(), "/v1/users") == [401]
+
+
+async def test_a_time_out_is_retried(ops: Onboardings, standin: Standin) -> None:
+    await standin.faults(delayNext=1, delaySeconds=CLIENT_TIMEOUT * 3, onlyPath="/v1/users")
+    issued, _ = await ops.start(StartRequest())
+    assert issued.user_id
+    # The first call was still answered by the stand-in after our client had given up.
+    assert len(statuses(await standin.calls(), "/v1/users")) == 2
+
+
+async def test_a_failed_token_refresh_is_recorded(ops: Onboardings, standin: Standin) -> None:
+    issued, _ = await ops.start(StartRequest())
+    await standin.faults(failNext=1, failStatus=404, onlyPath="/v1/tokens")
+    with pytest.raises(SmileCallFailed, match="HTTP 404"):
+        await ops.link_token(issued.user_id)
+    view = await ops.get(issued.user_id)
+    assert view.token.refresh_failures == 1
+    assert view.token.last_error is not None and "404" in view.token.last_error
+
+
+async def test_reconciliation_unstalls_a_user_whose_webhook_was_never_delivered(
+    ops: Onboardings, standin: Standin, time_skipping_env: WorkflowEnvironment
+) -> None:
+    issued, _ = await ops.start(StartRequest())
+    user = issued.user_id
+    await ops.ingest(user, [event("ACCOUNT_CREATED", accountId="a-missed", providers=["abccorp"])])
+    # Smile's records move on; the ACCOUNT_CONNECTED webhook is lost.
+    response = await standin.control.put(
+        "/_control/accounts/a-missed",
+        json={"userId": user, "providerId": "abccorp", "connectionStatus": "CONNECTED"},
+    )
+    assert response.status_code == 200
+
+    await time_skipping_env.sleep(timedelta(hours=1))  # account_created stalls after 1h
+
+    async def recovered() -> OnboardingView:
+        view = await ops.get(user)
+        assert view.reconcile.runs == 1
+        assert view.stage is Stage.CONNECTED
+        assert view.status is Status.ACTIVE
+        return view
+
+    view = await eventually(recovered)
+    (account,) = view.accounts
+    assert (account.status, account.reported_by) == (ConnectionStatus.CONNECTED, Source.RECONCILE)
+    assert view.stalls == 1
+    assert view.reconcile.facts_added == 1
+
+
+async def test_reconcile_on_demand(ops: Onboardings, standin: Standin) -> None:
+    issued, _ = await ops.start(StartRequest())
+    await standin.control.put(
+        "/_control/accounts/a-mfa",
+        json={"userId": issued.user_id, "connectionStatus": "AWAITING_MFA"},
+    )
+    view = await ops.reconcile(issued.user_id)
+    assert view.reconcile.last_error is None, view.reconcile
+    assert [(a.account_id, a.status) for a in view.accounts] == [
+        ("a-mfa", ConnectionStatus.AWAITING_MFA)
+    ]
+    assert view.stage is Stage.ACCOUNT_CREATED
+    again = await ops.reconcile(issued.user_id)
+    assert (again.reconcile.runs, again.reconcile.facts_added) == (2, 1)  # deduplicated
+
+
+async def test_no_secret_or_token_in_the_logs(
+    ops: Onboardings, standin: Standin, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # everything, as an operator debugging would ask
+    cap_payload_loggers()  # what every onboarding process does at startup
+    issued, _ = await ops.start(StartRequest())
+    fresh = await ops.link_token(issued.user_id)
+    await standin.faults(rejectCredentials=True, onlyPath="/v1/tokens")
+    with pytest.raises(SmileCallFailed):
+        await ops.link_token(issued.user_id)
+    assert caplog.records, "nothing was logged, so nothing was checked"
+    for secret in (SMILE_SECRET, issued.link_token, fresh.link_token, CALLBACK_SECRET,
+                   issued.callback_token):  # fmt: skip
+        assert secret not in caplog.text
