@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Header, Path, Query
 from pydantic import BeforeValidator, Field
 
 from api.deps import AdminDep, OnboardingsDep
-from api.problems import Problem
+from api.problems import Problem, ProblemError
 from onboarding.durations import parse_duration
 from onboarding.identity import USER_ID_PATTERN
 from onboarding.models import (
@@ -20,6 +20,7 @@ from onboarding.models import (
     Status,
     Timeouts,
     TimeoutsChange,
+    stage_with_stall_timeout,
 )
 from onboarding.operations import Funnel, IssuedToken, OnboardingPage
 
@@ -91,6 +92,8 @@ async def start_onboarding(
     """Create the Smile user, start its onboarding, and return the first link token with a
     callback token for the front end. Send an ``Idempotency-Key`` to make retries safe."""
     timeouts = body.timeouts
+    if timeouts is not None:
+        _check_timeouts(timeouts)  # before anything is created at Smile
     request = StartRequest(
         external_metadata=body.external_metadata,
         required_data=[d.lower() for d in body.required_data] if body.required_data else None,
@@ -106,6 +109,22 @@ async def start_onboarding(
     )
     issued, view = await onboardings.start(request, idempotency_key)
     return Started(**issued.model_dump(), onboarding=view)
+
+
+def _check_timeouts(timeouts: TimeoutsBody) -> None:
+    try:
+        for name, seconds in timeouts.stall.items():
+            stage_with_stall_timeout(name)
+            if seconds <= 0:
+                raise ValueError(f"stall timeout for {name} must be positive")
+        for label, value in (
+            ("expireAfter", timeouts.expire_after),
+            ("settleWindow", timeouts.settle_window),
+        ):
+            if value is not None and value <= 0:
+                raise ValueError(f"{label} must be positive")
+    except ValueError as err:
+        raise ProblemError(422, f"timeouts: {err}") from None
 
 
 @router.get("", response_model=OnboardingPage)

@@ -82,6 +82,8 @@ class DevService:
                 str(self.temporal_port),
                 "--ui-port",
                 str(self.ui_port),
+                "--smile-port",
+                str(self.smile_port),
             ],
             env=self.env,
             stdout=subprocess.PIPE,
@@ -172,6 +174,27 @@ def test_dev_runs_a_journey_and_keeps_it_across_a_restart(service: DevService) -
     assert (view["stage"], view["eventsTotal"]) == ("connected", 3)
     assert service.stop(signal.SIGTERM) == 0
     wait_for(lambda: not processes_using(str(service.data_dir)), 30, "no orphan processes")
+
+
+def test_dev_runs_offline_against_the_smile_stand_in(service: DevService) -> None:
+    service.start()
+    admin = {"Authorization": f"Bearer {service.secrets['adminToken']}"}
+    started = httpx.post(f"{service.base}/onboardings", headers=admin, json={}, timeout=30)
+    assert started.status_code == 201, started.text
+    user = started.json()["userId"]
+    assert user.startswith("standin-")
+    # The stand-in signs and delivers a webhook, as Smile would.
+    standin = f"http://127.0.0.1:{service.smile_port}"
+    sent = httpx.post(f"{standin}/_control/webhooks", timeout=30,
+                      json={"userId": user, "type": "ACCOUNT_CONNECTED"}).json()  # fmt: skip
+    assert (sent["sent"], sent["status"]) == (True, 202), sent
+
+    def connected() -> bool:
+        view = httpx.get(f"{service.base}/onboardings/{user}", headers=admin).json()
+        return view.get("stage") == "connected"
+
+    wait_for(connected, 30, "the stand-in's webhook to arrive")
+    assert service.stop(signal.SIGTERM) == 0
 
 
 def test_a_taken_port_is_a_clear_error(service: DevService) -> None:
