@@ -1,40 +1,42 @@
 """Record the histories of representative journeys as JSON fixtures for the replay test.
 
-Run after an intentional, patched change to workflow logic (never to paper over a broken replay):
+Record new journeys after an intentional, patched change to workflow logic; never re-record an
+existing one to paper over a broken replay (that is exactly what the replay test is for):
 
-    python -m tests.workflows.record_histories
+    python -m tests.workflows.record_histories NAME [NAME ...]
 
 Each journey runs on the time-skipping test server, so days of timers take milliseconds."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from onboarding import search_attributes
-from onboarding.binaries import temporal_test_server
 from onboarding.identity import workflow_id_for
-from onboarding.models import Source, TimeoutsChange
+from onboarding.models import Source, StartRequest, TimeoutsChange
 from onboarding.operations import Onboardings
 from onboarding.settings import Settings
 from onboarding.worker import build_worker
+from tests.conftest import Standin, running_standin, start_time_skipping
 from tests.smile_samples import event
 
 HISTORIES = Path(__file__).parents[1] / "fixtures" / "histories"
+STANDIN: Standin  # set while recording
 
-# A journey returns the run id to record, or None for the latest run.
-Journey = Callable[[Onboardings, WorkflowEnvironment, str], Awaitable[str | None]]
+# A journey returns the user whose history to record, and the run (None: the latest).
+Journey = Callable[[Onboardings, WorkflowEnvironment, str], Awaitable[tuple[str, str | None]]]
 
 
-async def happy_path(ops: Onboardings, env: WorkflowEnvironment, user: str) -> str | None:
+async def happy_path(
+    ops: Onboardings, env: WorkflowEnvironment, user: str
+) -> tuple[str, str | None]:
     """Webhooks (one duplicated, one unknown type) and a widget hint to data ready, settle."""
     connected = event("ACCOUNT_CONNECTED", accountId="a-1", at=2, providers=["abccorp"])
     for e in (
@@ -50,12 +52,12 @@ async def happy_path(ops: Onboardings, env: WorkflowEnvironment, user: str) -> s
         await ops.ingest(user, [e])
         await env.sleep(timedelta(seconds=30))
     await env.sleep(timedelta(minutes=11))
-    return None
+    return user, None
 
 
 async def stall_progress_cancel(
     ops: Onboardings, env: WorkflowEnvironment, user: str
-) -> str | None:
+) -> tuple[str, str | None]:
     """Stalls in account_created, recovers on connection, timeouts changed, then cancelled."""
     await ops.ingest(user, [event("ACCOUNT_CREATED", accountId="a-1", at=0)])
     await env.sleep(timedelta(hours=1, minutes=5))
@@ -64,19 +66,50 @@ async def stall_progress_cancel(
     await ops.set_timeouts(user, TimeoutsChange(stall={"connected": 600}))
     await env.sleep(timedelta(minutes=11))
     await ops.cancel(user, "recorded journey")
-    return None
+    return user, None
 
 
-async def uploads_then_expiry(ops: Onboardings, env: WorkflowEnvironment, user: str) -> str | None:
+async def uploads_then_expiry(
+    ops: Onboardings, env: WorkflowEnvironment, user: str
+) -> tuple[str, str | None]:
     """An upload that is never analyzed: stalls, then expires after expireAfter."""
     await ops.ingest(user, [event("ARCHIVE_STARTED", archiveId="archive-1", at=0)])
     await env.sleep(timedelta(seconds=5))
     await ops.set_timeouts(user, TimeoutsChange(expire_after=2 * 86400))
     await env.sleep(timedelta(days=2, minutes=1))
-    return None
+    return user, None
 
 
-async def continue_as_new(ops: Onboardings, env: WorkflowEnvironment, user: str) -> str | None:
+async def stall_reconcile_unstall(
+    ops: Onboardings, env: WorkflowEnvironment, user: str
+) -> tuple[str, str | None]:
+    """Started through Smile; the ACCOUNT_CONNECTED webhook is lost; the stall reconciles."""
+    issued, _ = await ops.start(StartRequest(external_metadata={"journey": "reconcile"}))
+    await ops.ingest(issued.user_id, [event("ACCOUNT_CREATED", accountId="a-r1", at=0)])
+    await STANDIN.control.put(
+        "/_control/accounts/a-r1", json={"userId": issued.user_id, "connectionStatus": "CONNECTED"}
+    )
+    await env.sleep(timedelta(hours=1, minutes=1))
+    await ops.cancel(issued.user_id, "recorded journey")
+    return issued.user_id, None
+
+
+async def token_refresh(
+    ops: Onboardings, env: WorkflowEnvironment, user: str
+) -> tuple[str, str | None]:
+    """onTokenExpired pre-fetches a token; the front end then asks for one."""
+    issued, _ = await ops.start(StartRequest())
+    await ops.ingest(issued.user_id, [event("onTokenExpired", source=Source.WIDGET)])
+    await env.sleep(timedelta(seconds=5))
+    await ops.link_token(issued.user_id)
+    await ops.reconcile(issued.user_id)
+    await ops.cancel(issued.user_id, "recorded journey")
+    return issued.user_id, None
+
+
+async def continue_as_new(
+    ops: Onboardings, env: WorkflowEnvironment, user: str
+) -> tuple[str, str | None]:
     """Enough signals to continue-as-new (threshold 3 in this recording); records the first
     run, whose history ends in the continue-as-new."""
     first_run: str | None = None
@@ -87,7 +120,7 @@ async def continue_as_new(ops: Onboardings, env: WorkflowEnvironment, user: str)
                 await ops.client.get_workflow_handle(workflow_id_for(user)).describe()
             ).run_id
         await env.sleep(timedelta(seconds=1))
-    return first_run
+    return user, first_run
 
 
 JOURNEYS: dict[str, tuple[Journey, dict[str, int]]] = {
@@ -95,36 +128,38 @@ JOURNEYS: dict[str, tuple[Journey, dict[str, int]]] = {
     "stall_progress_cancel": (stall_progress_cancel, {}),
     "uploads_then_expiry": (uploads_then_expiry, {}),
     "continue_as_new": (continue_as_new, {"continue_as_new_after": 3}),
+    "stall_reconcile_unstall": (stall_reconcile_unstall, {}),
+    "token_refresh": (token_refresh, {}),
 }
 
 
-async def record() -> None:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=str(temporal_test_server()),
-    )
-    async with env:
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={
-                    k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-                    for k in search_attributes.ALL
-                },
-            )
-        )
+async def record(names: list[str]) -> None:
+    async with await start_time_skipping() as env, running_standin() as standin:
+        global STANDIN
+        STANDIN = standin
         task_queue = f"record-{uuid.uuid4().hex[:8]}"
-        async with build_worker(env.client, task_queue):
-            for name, (journey, overrides) in JOURNEYS.items():
-                ops = Onboardings(env.client, Settings(task_queue=task_queue, **overrides))
-                user = f"tenantId-replay-{name}"
-                run_id = await journey(ops, env, user)
+        smile = standin.client()
+        async with build_worker(env.client, task_queue, smile):
+            for name in names:
+                journey, overrides = JOURNEYS[name]
+                settings = Settings(
+                    task_queue=task_queue, callback_secret=SecretStr("recording"), **overrides
+                )
+                ops = Onboardings(env.client, settings)
+                user, run_id = await journey(ops, env, f"tenantId-replay-{name}")
                 handle = env.client.get_workflow_handle(workflow_id_for(user), run_id=run_id)
                 history = await handle.fetch_history()
                 (HISTORIES / f"{name}.json").write_text(history.to_json())
                 print(f"recorded {name}: {len(history.events)} events")
+        await smile.aclose()
 
 
 if __name__ == "__main__":
+    chosen = sys.argv[1:]
+    unknown = set(chosen) - set(JOURNEYS)
+    if not chosen or unknown:
+        sys.exit(
+            f"usage: python -m tests.workflows.record_histories NAME ...; names: {list(JOURNEYS)}"
+        )
     HISTORIES.mkdir(parents=True, exist_ok=True)
-    asyncio.run(record())
+    asyncio.run(record(chosen))
