@@ -137,10 +137,11 @@ Smile onboarding — embedded dev mode
   Data               {data_dir}   (onboardings survive a restart)
   Webhook secret     {secrets.webhook_secret}
   Admin token        {secrets.admin_token}
+  Callback secret    {secrets.callback_secret}
 
   From another shell:
-    export TEMPORAL_ADDRESS={server.address}
-    curl -X POST -H 'Authorization: Bearer {secrets.admin_token}' {api}/onboardings -d '{{}}'
+    export TEMPORAL_ADDRESS={server.address} ONBOARDING_CALLBACK_SECRET={secrets.callback_secret}
+    onboarding start            # or: curl -X POST -H 'Authorization: Bearer …' {api}/onboardings
     onboarding status USER_ID
 
 Ctrl-C stops everything.

@@ -83,14 +83,15 @@ class CancelBody(CamelModel):
     },
 )
 async def start_onboarding(
-    body: StartBody,
     onboardings: OnboardingsDep,
+    body: Annotated[StartBody | None, Body()] = None,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
     ] = None,
 ) -> Started:
     """Create the Smile user, start its onboarding, and return the first link token with a
     callback token for the front end. Send an ``Idempotency-Key`` to make retries safe."""
+    body = body or StartBody()
     timeouts = body.timeouts
     if timeouts is not None:
         _check_timeouts(timeouts)  # before anything is created at Smile

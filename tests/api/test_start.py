@@ -114,3 +114,9 @@ async def test_reconcile_on_demand(
 async def test_these_need_the_admin_token(api: httpx.AsyncClient, method: str, path: str) -> None:
     response = await api.request(method, path, json={})
     assert response.status_code == 401
+
+
+async def test_start_with_no_body_at_all(api: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    response = await api.post("/onboardings", headers=admin)
+    assert response.status_code == 201, response.text
+    assert response.json()["onboarding"]["stage"] == "created"
