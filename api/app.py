@@ -7,11 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
 from api import problems
-from api.routes import health, onboardings, webhooks
+from api.client_ip import parse_networks
+from api.limits import BodySizeLimit
+from api.routes import callbacks, health, onboardings, webhooks
 from onboarding.operations import (
     BadPageToken,
     CallbacksNotConfigured,
@@ -64,6 +67,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.webhook_allow = parse_networks(settings.webhook_allowed_ips)
+    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     if client is not None:
         app.state.onboardings = Onboardings(client, settings)
 
@@ -77,7 +82,31 @@ def create_app(
             logger.warning("Temporal unavailable: %s", exc.__cause__)
         return problems.problem_response(status, str(exc), headers=headers)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problems.problem_response(500, "internal error; see the service's logs")
+
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(onboardings.router)
+    app.include_router(callbacks.router)
+
+    def limit_for(path: str) -> int:
+        if path == "/webhooks/smile":
+            return settings.webhook_max_bytes
+        if path.endswith("/callbacks"):
+            return settings.callback_max_bytes
+        return settings.request_max_bytes
+
+    app.add_middleware(BodySizeLimit, limit_for=limit_for)
+    if settings.cors_origins:
+        # Browsers may call the callback endpoint from the customer's front end, nothing else.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
     return app

@@ -9,8 +9,24 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 6048
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
+MAX_DURATION = timedelta(days=3650)
+
+
 def parse_duration(text: str | float | int | timedelta) -> timedelta:
-    """Parse ``1h30m``-style text, or a number of seconds, into a timedelta."""
+    """Parse ``1h30m``-style text, or a number of seconds, into a timedelta (at most ten
+    years: nothing here needs longer, and larger values overflow timers)."""
+    try:
+        parsed = _parse(text)
+    except (OverflowError, ValueError) as err:
+        if isinstance(err, OverflowError) or "out of range" in str(err) or "too large" in str(err):
+            raise ValueError(f"duration {text!r} is too large (at most 3650d)") from None
+        raise
+    if abs(parsed) > MAX_DURATION:
+        raise ValueError(f"duration {text!r} is too large (at most 3650d)")
+    return parsed
+
+
+def _parse(text: str | float | int | timedelta) -> timedelta:
     if isinstance(text, timedelta):
         return text
     if isinstance(text, int | float) and not isinstance(text, bool):

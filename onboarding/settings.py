@@ -4,6 +4,7 @@ is configured through the SDK's own ``temporalio.envconfig`` conventions (``TEMP
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -99,6 +100,20 @@ class Settings(BaseSettings):
     callback_token_ttl: timedelta = Field(
         timedelta(hours=24), validation_alias="ONBOARDING_CALLBACK_TOKEN_TTL"
     )
+    webhook_allowed_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="SMILE_WEBHOOK_ALLOWED_IPS",
+        description="IPs/CIDRs allowed to send webhooks (Smile documents 18.142.61.230)",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="ONBOARDING_TRUSTED_PROXIES"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="ONBOARDING_CORS_ORIGINS"
+    )
+    callback_max_bytes: int = Field(
+        16 * 1024, ge=256, validation_alias="ONBOARDING_CALLBACK_MAX_BYTES"
+    )
     webhook_max_bytes: int = Field(
         5 * 1024 * 1024, ge=1024, validation_alias="SMILE_WEBHOOK_MAX_BYTES"
     )
@@ -112,6 +127,22 @@ class Settings(BaseSettings):
     def _split_secrets(cls, value: Any) -> list[Any]:
         if isinstance(value, list) and all(isinstance(v, SecretStr) for v in value):
             return value
+        return _split(value)
+
+    @field_validator("webhook_allowed_ips", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> list[str]:
+        networks = _split(value)
+        for network in networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an IP address or CIDR range") from None
+        return networks
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> list[str]:
         return _split(value)
 
     @field_validator("required_data", mode="before")

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from api.body import read_body
+from api.client_ip import allowed, client_ip
 from api.deps import OnboardingsDep, SettingsDep
 from api.problems import Problem, ProblemError, describe_validation_error
 from api.signatures import SIGNATURE_HEADER, verify
@@ -51,6 +52,7 @@ def _event_from(envelope: SmileWebhook) -> Event:
         200: {"model": WebhookAck, "description": "Accepted; the onboarding had already ended"},
         400: {"model": Problem, "description": "Malformed JSON or envelope"},
         401: {"model": Problem, "description": "Missing or invalid Smile-Signature"},
+        403: {"model": Problem, "description": "Sender not in SMILE_WEBHOOK_ALLOWED_IPS"},
         413: {"model": Problem, "description": "Body over the size limit"},
         503: {"model": Problem, "description": "Temporal unreachable; Smile will retry"},
     },
@@ -59,6 +61,13 @@ async def receive_smile_webhook(
     request: Request, settings: SettingsDep, onboardings: OnboardingsDep
 ) -> JSONResponse:
     """Receive one Smile webhook. Answers 2xx only once the event is durable in Temporal."""
+    peer = request.client.host if request.client else None
+    address = client_ip(
+        peer, request.headers.get("X-Forwarded-For"), request.app.state.trusted_proxies
+    )
+    if not allowed(address, request.app.state.webhook_allow):
+        logger.warning("webhook refused from %s: not in SMILE_WEBHOOK_ALLOWED_IPS", address)
+        raise ProblemError(403, "webhooks are accepted only from Smile's addresses")
     body = await read_body(request, settings.webhook_max_bytes)
     if not verify(body, request.headers.get(SIGNATURE_HEADER), settings.webhook_secrets):
         raise ProblemError(401, f"missing or invalid {SIGNATURE_HEADER} header")

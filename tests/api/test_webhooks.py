@@ -3,7 +3,9 @@ Every refusal also checks that nothing reached Temporal."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import Counter
 from datetime import timedelta
 
 import httpx
@@ -254,3 +256,26 @@ async def test_temporal_unreachable_is_503_so_smile_retries(api_settings: Settin
         assert response.headers["Retry-After"] == "5"
         assert (await c.get("/readyz")).status_code == 503
         assert (await c.get("/healthz")).status_code == 200
+
+
+async def test_ten_thousand_duplicates_have_one_effect(
+    api: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    user = unique_user()
+    body = webhook_body("ACCOUNT_CONNECTED", user)
+    headers = signed(body)
+    gate = asyncio.Semaphore(50)
+
+    async def deliver() -> int:
+        async with gate:
+            return (await api.post(URL, content=body, headers=headers)).status_code
+
+    statuses = await asyncio.gather(*(deliver() for _ in range(10_000)))
+    assert Counter(statuses) == {202: 10_000}
+
+    async def one_effect() -> None:
+        view = (await api.get(f"/onboardings/{user}", headers=admin)).json()
+        assert (view["eventsTotal"], view["duplicatesIgnored"]) == (1, 9_999)
+        assert view["stage"] == "connected"
+
+    await eventually(one_effect, timeout=180)

@@ -32,3 +32,9 @@ def test_parse_rejects_with_a_hint(text: str) -> None:
 def test_format_round_trips() -> None:
     for text in ("1d", "6h", "1h30m", "45s", "7d"):
         assert format_duration(parse_duration(text)) == text
+
+
+@pytest.mark.parametrize("text", [10**400, 1e300, "99999999999999999999d", float("inf")])
+def test_huge_durations_are_a_clear_error(text: object) -> None:
+    with pytest.raises(ValueError, match="too large"):
+        parse_duration(text)  # type: ignore[arg-type]

@@ -1,0 +1,176 @@
+"""``POST /onboardings/{user_id}/callbacks``: the Wink Widget's callbacks, forwarded by the
+customer's front end from the user's browser, authenticated with the per-onboarding callback
+token. They are hints: recorded with source ``widget``, never proof (see docs/events.md)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from api.body import read_body
+from api.deps import OnboardingsDep, SettingsDep
+from api.problems import Problem, ProblemError, describe_validation_error
+from onboarding import callback_tokens
+from onboarding.compact import compact_data
+from onboarding.identity import USER_ID_PATTERN
+from onboarding.models import CamelModel, Event, Source
+
+router = APIRouter(tags=["callbacks"])
+_bearer = HTTPBearer(auto_error=False, description="the onboarding's callbackToken")
+
+_Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    user_id: str | None = Field(None, alias="userId", max_length=200)
+
+
+class AccountCallback(_Data):
+    account_id: _Id = Field(alias="accountId")
+    provider_id: str | None = Field(None, alias="providerId", max_length=128)
+
+
+class AccountErrorCallback(AccountCallback):
+    error_code: str = Field(alias="errorCode", min_length=1, max_length=128)
+
+
+class TokenExpiredCallback(_Data):
+    pass
+
+
+class CloseCallback(_Data):
+    reason: str = Field(min_length=1, max_length=64, description="close, exit or error")
+
+
+class UploadsCallback(_Data):
+    uploads: dict[str, Any] | list[Any]
+
+
+class UIEventCallback(_Data):
+    event_name: str = Field(alias="eventName", min_length=1, max_length=128)
+    event_time: str | None = Field(None, alias="eventTime", max_length=64)
+    mode: str | None = Field(None, max_length=32)
+    account: dict[str, Any] | None = None
+    archive: dict[str, Any] | None = None
+
+
+# One model per Wink Widget callback (shapes from Smile's "Event Notifications" chapter).
+CALLBACK_MODELS: dict[str, type[_Data]] = {
+    "onAccountCreated": AccountCallback,
+    "onAccountConnected": AccountCallback,
+    "onAccountRemoved": AccountCallback,
+    "onAccountError": AccountErrorCallback,
+    "onTokenExpired": TokenExpiredCallback,
+    "onClose": CloseCallback,
+    "onUploadsCreated": UploadsCallback,
+    "onUploadsRemoved": UploadsCallback,
+    "onUIEvent": UIEventCallback,
+}
+
+
+class CallbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    callback: str = Field(max_length=64, examples=["onAccountConnected"])
+    data: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.:-]{1,128}$",
+        description="Client-chosen id: a retried callback with the same id counts once",
+    )
+
+
+class CallbackAck(CamelModel):
+    accepted: bool = True
+    outcome: Literal["signalled", "onboarding_ended"]
+    event_id: str
+    callback: str
+
+
+def _authenticate(
+    user_id: str, settings: Any, credentials: HTTPAuthorizationCredentials | None
+) -> None:
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ProblemError(401, "missing callback token", headers=challenge)
+    if settings.callback_secret is None:
+        raise ProblemError(503, "callbacks are not configured on this service")
+    try:
+        token_user = callback_tokens.verify(
+            credentials.credentials, settings.callback_secret, datetime.now(UTC)
+        )
+    except callback_tokens.ExpiredCallbackToken:
+        raise ProblemError(401, "callback token has expired", headers=challenge) from None
+    except callback_tokens.CallbackTokenError:
+        raise ProblemError(401, "invalid callback token", headers=challenge) from None
+    if token_user != user_id:
+        raise ProblemError(403, "this callback token belongs to another onboarding")
+
+
+def _parse(body: bytes, user_id: str) -> tuple[CallbackRequest, dict[str, Any]]:
+    try:
+        request = CallbackRequest.model_validate_json(body)
+    except ValidationError as err:
+        raise ProblemError(400, f"not a callback: {describe_validation_error(err)}") from None
+    model = CALLBACK_MODELS.get(request.callback)
+    if model is None:
+        known = ", ".join(CALLBACK_MODELS)
+        raise ProblemError(400, f"unknown callback {request.callback!r}; known: {known}")
+    try:
+        data = model.model_validate(request.data)
+    except ValidationError as err:
+        detail = describe_validation_error(err)
+        raise ProblemError(400, f"{request.callback} data: {detail}") from None
+    if data.user_id is not None and data.user_id != user_id:
+        raise ProblemError(403, "callback data names another user")
+    return request, request.data
+
+
+@router.post(
+    "/onboardings/{user_id}/callbacks",
+    status_code=202,
+    response_model=CallbackAck,
+    responses={
+        400: {"model": Problem, "description": "Malformed body or unknown callback"},
+        401: {"model": Problem, "description": "Missing, forged or expired callback token"},
+        403: {"model": Problem, "description": "The token is for another onboarding"},
+        413: {"model": Problem, "description": "Body over the size limit"},
+        503: {"model": Problem, "description": "Temporal unreachable"},
+    },
+)
+async def receive_callback(
+    user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)],
+    request: Request,
+    settings: SettingsDep,
+    onboardings: OnboardingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> JSONResponse:
+    """Record one widget callback as a hint. ``Authorization: Bearer <callbackToken>``."""
+    _authenticate(user_id, settings, credentials)
+    body = await read_body(request, settings.callback_max_bytes)
+    callback, data = _parse(body, user_id)
+    now = datetime.now(UTC)
+    event = Event(
+        id=callback.id or f"cb-{uuid.uuid4().hex}",
+        type=callback.callback,
+        source=Source.WIDGET,
+        created_at=now,  # the browser's clock is not trusted
+        received_at=now,
+        data={**compact_data(data), "userId": user_id},
+    )
+    result = await onboardings.ingest(user_id, [event])
+    outcome: Literal["signalled", "onboarding_ended"] = (
+        "signalled" if result.outcome == "accepted" else "onboarding_ended"
+    )
+    ack = CallbackAck(outcome=outcome, event_id=event.id, callback=callback.callback)
+    return JSONResponse(
+        ack.model_dump(by_alias=True), status_code=202 if outcome == "signalled" else 200
+    )
