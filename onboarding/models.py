@@ -306,6 +306,19 @@ class TimeoutsChange(CamelModel):
     settle_window: float | None = None
 
 
+def check_timeouts_change(change: TimeoutsChange) -> None:
+    """Raise ValueError, saying why, if ``change`` names an unknown stage or a non-positive
+    duration. Shared by the API (before side effects) and the workflow's update validators."""
+    for name, seconds in change.stall.items():
+        stage_with_stall_timeout(name)
+        if seconds <= 0:
+            raise ValueError(f"stall timeout for {name} must be positive, got {seconds:g}")
+    for label, value in (("expireAfter", change.expire_after),
+                         ("settleWindow", change.settle_window)):  # fmt: skip
+        if value is not None and value <= 0:
+            raise ValueError(f"{label} must be positive, got {value:g}")
+
+
 class StartRequest(CamelModel):
     """What ``POST /onboardings`` tells the onboarding workflow (by update-with-start)."""
 

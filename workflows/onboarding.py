@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         Status,
         Timeouts,
         TimeoutsChange,
+        check_timeouts_change,
         stage_with_stall_timeout,
     )
     from onboarding.state_machine import StateMachine, derive_stage, new_journal
@@ -212,20 +213,7 @@ class OnboardingWorkflow:
         self._reject_if_ended()
         if not change.stall and change.expire_after is None and change.settle_window is None:
             raise ValueError("nothing to change: give stall timeouts, expireAfter or settleWindow")
-        self._check_timeouts(change)
-
-    @staticmethod
-    def _check_timeouts(change: TimeoutsChange) -> None:
-        for name, seconds in change.stall.items():
-            stage_with_stall_timeout(name)
-            if seconds <= 0:
-                raise ValueError(f"stall timeout for {name} must be positive, got {seconds}")
-        for label, value in (
-            ("expireAfter", change.expire_after),
-            ("settleWindow", change.settle_window),
-        ):
-            if value is not None and value <= 0:
-                raise ValueError(f"{label} must be positive, got {value}")
+        check_timeouts_change(change)
 
     @workflow.update
     def begin(self, start: StartRequest) -> OnboardingView:
@@ -251,7 +239,7 @@ class OnboardingWorkflow:
     def _validate_begin(self, start: StartRequest) -> None:
         self._reject_if_ended()
         if start.timeouts is not None:
-            self._check_timeouts(start.timeouts)
+            check_timeouts_change(start.timeouts)
         for dtype in start.required_data or []:
             if not dtype.strip():
                 raise ValueError("requiredData entries must be non-empty data type names")

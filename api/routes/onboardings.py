@@ -20,7 +20,7 @@ from onboarding.models import (
     Status,
     Timeouts,
     TimeoutsChange,
-    stage_with_stall_timeout,
+    check_timeouts_change,
 )
 from onboarding.operations import Funnel, IssuedToken, OnboardingPage
 
@@ -33,6 +33,11 @@ router = APIRouter(
         503: {"model": Problem, "description": "Temporal unreachable"},
     },
 )
+
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: {"model": Problem, "description": "No onboarding for this user"}}
+ENDED: Responses = {409: {"model": Problem, "description": "The onboarding has ended"}}
+SMILE_FAILED: Responses = {502: {"model": Problem, "description": "Smile refused or kept failing"}}
 
 UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, description="Smile user id")]
 
@@ -77,9 +82,9 @@ class CancelBody(CamelModel):
     status_code=201,
     response_model=Started,
     responses={
-        409: {"model": Problem, "description": "The onboarding has already ended"},
+        **ENDED,
         422: {"model": Problem, "description": "Invalid options"},
-        502: {"model": Problem, "description": "Smile refused or kept failing"},
+        **SMILE_FAILED,
     },
 )
 async def start_onboarding(
@@ -92,40 +97,27 @@ async def start_onboarding(
     """Create the Smile user, start its onboarding, and return the first link token with a
     callback token for the front end. Send an ``Idempotency-Key`` to make retries safe."""
     body = body or StartBody()
-    timeouts = body.timeouts
+    timeouts = _change(body.timeouts) if body.timeouts is not None else None
     if timeouts is not None:
-        _check_timeouts(timeouts)  # before anything is created at Smile
+        try:
+            check_timeouts_change(timeouts)  # before anything is created at Smile
+        except ValueError as err:
+            raise ProblemError(422, f"timeouts: {err}") from None
     request = StartRequest(
         external_metadata=body.external_metadata,
         required_data=[d.lower() for d in body.required_data] if body.required_data else None,
-        timeouts=(
-            TimeoutsChange(
-                stall=timeouts.stall,
-                expire_after=timeouts.expire_after,
-                settle_window=timeouts.settle_window,
-            )
-            if timeouts is not None
-            else None
-        ),
+        timeouts=timeouts,
     )
     issued, view = await onboardings.start(request, idempotency_key)
     return Started(**issued.model_dump(), onboarding=view)
 
 
-def _check_timeouts(timeouts: TimeoutsBody) -> None:
-    try:
-        for name, seconds in timeouts.stall.items():
-            stage_with_stall_timeout(name)
-            if seconds <= 0:
-                raise ValueError(f"stall timeout for {name} must be positive")
-        for label, value in (
-            ("expireAfter", timeouts.expire_after),
-            ("settleWindow", timeouts.settle_window),
-        ):
-            if value is not None and value <= 0:
-                raise ValueError(f"{label} must be positive")
-    except ValueError as err:
-        raise ProblemError(422, f"timeouts: {err}") from None
+def _change(timeouts: TimeoutsBody) -> TimeoutsChange:
+    return TimeoutsChange(
+        stall=timeouts.stall,
+        expire_after=timeouts.expire_after,
+        settle_window=timeouts.settle_window,
+    )
 
 
 @router.get("", response_model=OnboardingPage)
@@ -149,7 +141,7 @@ async def onboarding_stats(onboardings: OnboardingsDep) -> Funnel:
 @router.get(
     "/{user_id}",
     response_model=OnboardingView,
-    responses={404: {"model": Problem, "description": "No onboarding for this user"}},
+    responses=NOT_FOUND,
 )
 async def get_onboarding(user_id: UserId, onboardings: OnboardingsDep) -> OnboardingView:
     """One user's onboarding: stage, status, facts, deadlines and event history."""
@@ -160,8 +152,8 @@ async def get_onboarding(user_id: UserId, onboardings: OnboardingsDep) -> Onboar
     "/{user_id}/timeouts",
     response_model=Timeouts,
     responses={
-        404: {"model": Problem, "description": "No onboarding for this user"},
-        409: {"model": Problem, "description": "The onboarding has ended"},
+        **NOT_FOUND,
+        **ENDED,
         422: {"model": Problem, "description": "Unknown stage or non-positive duration"},
     },
 )
@@ -169,18 +161,15 @@ async def set_timeouts(
     user_id: UserId, body: TimeoutsBody, onboardings: OnboardingsDep
 ) -> Timeouts:
     """Change stall timeouts (per stage), expireAfter or settleWindow of a running onboarding."""
-    change = TimeoutsChange(
-        stall=body.stall, expire_after=body.expire_after, settle_window=body.settle_window
-    )
-    return await onboardings.set_timeouts(user_id, change)
+    return await onboardings.set_timeouts(user_id, _change(body))
 
 
 @router.post(
     "/{user_id}/cancel",
     response_model=OnboardingView,
     responses={
-        404: {"model": Problem, "description": "No onboarding for this user"},
-        409: {"model": Problem, "description": "The onboarding has already ended"},
+        **NOT_FOUND,
+        **ENDED,
     },
 )
 async def cancel_onboarding(
@@ -196,9 +185,9 @@ async def cancel_onboarding(
     "/{user_id}/link-token",
     response_model=IssuedToken,
     responses={
-        404: {"model": Problem, "description": "No onboarding for this user"},
-        409: {"model": Problem, "description": "The onboarding has ended"},
-        502: {"model": Problem, "description": "Smile refused or kept failing"},
+        **NOT_FOUND,
+        **ENDED,
+        **SMILE_FAILED,
     },
 )
 async def fresh_link_token(user_id: UserId, onboardings: OnboardingsDep) -> IssuedToken:
@@ -210,8 +199,8 @@ async def fresh_link_token(user_id: UserId, onboardings: OnboardingsDep) -> Issu
     "/{user_id}/reconcile",
     response_model=OnboardingView,
     responses={
-        404: {"model": Problem, "description": "No onboarding for this user"},
-        409: {"model": Problem, "description": "The onboarding has ended"},
+        **NOT_FOUND,
+        **ENDED,
     },
 )
 async def reconcile_onboarding(user_id: UserId, onboardings: OnboardingsDep) -> OnboardingView:

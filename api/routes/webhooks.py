@@ -92,22 +92,17 @@ async def receive_smile_webhook(
     if not isinstance(user_id, str) or not is_valid_user_id(user_id):
         raise ProblemError(400, "data.userId must be a Smile user id (letters, digits, . _ : @ -)")
     result = await onboardings.ingest(user_id, [_event_from(envelope)])
-    if result.outcome == "onboarding_ended":
-        ack = WebhookAck(
-            outcome="onboarding_ended",
-            event_id=envelope.id,
-            type=envelope.type,
-            user_id=user_id,
-            workflow_id=result.workflow_id,
-            detail="the onboarding for this user has already ended; event not recorded",
-        )
-        return JSONResponse(ack.model_dump(by_alias=True), status_code=200)
+    ended = result.outcome == "onboarding_ended"
     ack = WebhookAck(
-        outcome="signalled",
+        outcome="onboarding_ended" if ended else "signalled",
         event_id=envelope.id,
         type=envelope.type,
         user_id=user_id,
         workflow_id=result.workflow_id,
-        detail="event recorded durably",
+        detail=(
+            "the onboarding for this user has already ended; event not recorded"
+            if ended
+            else "event recorded durably"
+        ),
     )
-    return JSONResponse(ack.model_dump(by_alias=True), status_code=202)
+    return JSONResponse(ack.model_dump(by_alias=True), status_code=200 if ended else 202)
