@@ -54,6 +54,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
                 temporal_port=args.temporal_port,
                 ui_port=args.ui_port,
                 smile_port=args.smile_port,
+                simulate=args.simulate,
             )
         )
     )
@@ -231,6 +232,32 @@ def cmd_reconcile(args: argparse.Namespace) -> None:
     _emit(args, view, render_view(view))
 
 
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from onboarding.simulate import SimulationConfig, report, simulate
+
+    settings = _settings()
+    if not settings.admin_tokens or not settings.webhook_secrets:
+        raise CliError(
+            "set ONBOARDING_ADMIN_TOKEN and SMILE_WEBHOOK_SECRET to those the service uses"
+        )
+    config = SimulationConfig(
+        api_url=args.api_url or f"http://{settings.host}:{settings.port}",
+        admin_token=settings.admin_tokens[0].get_secret_value(),
+        webhook_secret=settings.webhook_secrets[0].get_secret_value(),
+        users=args.users,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        stall_after=args.stall_after,
+    )
+    console = Console()
+    result = asyncio.run(simulate(config, console))
+    report(result, console)
+    if result.mismatches:
+        raise CliError(f"{result.mismatches} of {len(result.runs)} users ended in the wrong state")
+
+
 def cmd_cancel(args: argparse.Namespace) -> None:
     view = _operate(args, lambda o: o.cancel(args.user_id, args.reason))
     _emit(args, view, f"{view.user_id}: {view.status.value} ({view.status_reason})")
@@ -255,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--smile-port", type=int, default=8234,
         help="the local Smile stand-in, used when SMILE_API_KEY is not set (default 8234)",
     )  # fmt: skip
+    dev.add_argument("--simulate", type=int, default=0, metavar="N",
+                     help="once up, play N synthetic users through it")  # fmt: skip
     dev.set_defaults(func=cmd_dev)
 
     def temporal_option(p: argparse.ArgumentParser) -> None:
@@ -322,6 +351,17 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile = operator("reconcile", "check Smile's records now and merge them")
     reconcile.add_argument("user_id")
     reconcile.set_defaults(func=cmd_reconcile)
+
+    sim = sub.add_parser("simulate", help="play synthetic users through a running service")
+    sim.add_argument("--users", type=int, required=True)
+    sim.add_argument("--concurrency", type=int, default=10)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument(
+        "--api-url", default=None, help="default http://ONBOARDING_HOST:ONBOARDING_PORT"
+    )
+    sim.add_argument("--stall-after", type=_parse_seconds, default=2.0,
+                     help="stall timeout given to the users who stall (default 2s)")  # fmt: skip
+    sim.set_defaults(func=cmd_simulate)
 
     cancel = operator("cancel", "cancel one onboarding")
     cancel.add_argument("user_id")

@@ -28,6 +28,7 @@ class DevOptions:
     temporal_port: int
     ui_port: int
     smile_port: int
+    simulate: int = 0
 
 
 def check_ports(options: DevOptions, with_standin: bool) -> None:
@@ -93,6 +94,9 @@ async def run_dev(options: DevOptions) -> None:
         )
         _print_banner(options, server, settings, secrets, data_dir, with_standin)
         stop_task = asyncio.create_task(stop.wait(), name="stop")
+        if options.simulate:
+            simulation = asyncio.create_task(_simulate(options, secrets), name="simulate")
+            stack.callback(simulation.cancel)
         await asyncio.wait({worker_task, api_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         print("\nstopping: API, worker, Temporal …", flush=True)
         await stop_server(api_server, api_task)
@@ -148,3 +152,19 @@ Ctrl-C stops everything.
 """,
         flush=True,
     )
+
+
+async def _simulate(options: DevOptions, secrets: DevSecrets) -> None:
+    from rich.console import Console
+
+    from onboarding.simulate import SimulationConfig, report, simulate
+
+    console = Console()
+    config = SimulationConfig(
+        api_url=f"http://{options.host}:{options.port}",
+        admin_token=secrets.admin_token,
+        webhook_secret=secrets.webhook_secret,
+        users=options.simulate,
+    )
+    result = await simulate(config, console)
+    report(result, console)

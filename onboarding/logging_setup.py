@@ -16,6 +16,8 @@ def configure_logging(level: int | str = logging.INFO) -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
     cap_payload_loggers()
+    # One line per HTTP request is noise at INFO; failures still surface as our own logs.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def cap_payload_loggers() -> None:
