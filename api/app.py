@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from api import problems
 from api.client_ip import parse_networks
+from api.deps import Ingest
 from api.limits import BodySizeLimit
 from api.routes import callbacks, health, onboardings, webhooks
 from onboarding.operations import (
@@ -58,6 +59,7 @@ def create_app(
             # Lazy: the API starts even while Temporal is down, answering 503 until it is back.
             temporal = await connect(temporal_address, lazy=True)
             app.state.onboardings = Onboardings(temporal, settings)
+            app.state.ingest = Ingest(app.state.onboardings, settings.batch_signals)
         yield
 
     app = FastAPI(
@@ -71,6 +73,7 @@ def create_app(
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     if client is not None:
         app.state.onboardings = Onboardings(client, settings)
+        app.state.ingest = Ingest(app.state.onboardings, settings.batch_signals)
 
     problems.install(app)
 

@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.problems import ProblemError
-from onboarding.operations import Onboardings
+from onboarding.batching import SignalBatcher
+from onboarding.models import Event
+from onboarding.operations import IngestResult, Onboardings
 from onboarding.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="ONBOARDING_ADMIN_TOKEN")
@@ -42,6 +44,25 @@ def require_admin(
         raise ProblemError(401, "invalid bearer token", headers=challenge)
 
 
+class Ingest:
+    """Delivers events for one user: through the batcher, or one signal per event."""
+
+    def __init__(self, onboardings: Onboardings, batch: bool) -> None:
+        self.batcher = SignalBatcher(onboardings) if batch else None
+        self.onboardings = onboardings
+
+    async def __call__(self, user_id: str, event: Event) -> IngestResult:
+        if self.batcher is not None:
+            return await self.batcher.submit(user_id, event)
+        return await self.onboardings.ingest(user_id, [event])
+
+
+def get_ingest(request: Request) -> Ingest:
+    ingest: Ingest = request.app.state.ingest
+    return ingest
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 OnboardingsDep = Annotated[Onboardings, Depends(get_onboardings)]
+IngestDep = Annotated[Ingest, Depends(get_ingest)]
 AdminDep = Depends(require_admin)

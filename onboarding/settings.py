@@ -120,6 +120,7 @@ class Settings(BaseSettings):
     request_max_bytes: int = Field(
         64 * 1024, ge=1024, validation_alias="ONBOARDING_REQUEST_MAX_BYTES"
     )
+    batch_signals: bool = Field(True, validation_alias="ONBOARDING_BATCH_SIGNALS")
     rpc_timeout: timedelta = Field(timedelta(seconds=10), validation_alias="ONBOARDING_RPC_TIMEOUT")
 
     @field_validator("webhook_secrets", "admin_tokens", mode="before")

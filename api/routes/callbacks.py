@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.body import read_body
-from api.deps import OnboardingsDep, SettingsDep
+from api.deps import IngestDep, SettingsDep
 from api.problems import Problem, ProblemError, describe_validation_error
 from onboarding import callback_tokens
 from onboarding.compact import compact_data
@@ -150,7 +150,7 @@ async def receive_callback(
     user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)],
     request: Request,
     settings: SettingsDep,
-    onboardings: OnboardingsDep,
+    ingest: IngestDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> JSONResponse:
     """Record one widget callback as a hint. ``Authorization: Bearer <callbackToken>``."""
@@ -166,7 +166,7 @@ async def receive_callback(
         received_at=now,
         data={**compact_data(data), "userId": user_id},
     )
-    result = await onboardings.ingest(user_id, [event])
+    result = await ingest(user_id, event)
     outcome: Literal["signalled", "onboarding_ended"] = (
         "signalled" if result.outcome == "accepted" else "onboarding_ended"
     )

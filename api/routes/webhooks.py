@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from api.body import read_body
 from api.client_ip import allowed, client_ip
-from api.deps import OnboardingsDep, SettingsDep
+from api.deps import IngestDep, SettingsDep
 from api.problems import Problem, ProblemError, describe_validation_error
 from api.signatures import SIGNATURE_HEADER, verify
 from onboarding.compact import compact_data
@@ -58,7 +58,7 @@ def _event_from(envelope: SmileWebhook) -> Event:
     },
 )
 async def receive_smile_webhook(
-    request: Request, settings: SettingsDep, onboardings: OnboardingsDep
+    request: Request, settings: SettingsDep, ingest: IngestDep
 ) -> JSONResponse:
     """Receive one Smile webhook. Answers 2xx only once the event is durable in Temporal."""
     peer = request.client.host if request.client else None
@@ -91,7 +91,7 @@ async def receive_smile_webhook(
         return JSONResponse(ack.model_dump(by_alias=True), status_code=202)
     if not isinstance(user_id, str) or not is_valid_user_id(user_id):
         raise ProblemError(400, "data.userId must be a Smile user id (letters, digits, . _ : @ -)")
-    result = await onboardings.ingest(user_id, [_event_from(envelope)])
+    result = await ingest(user_id, _event_from(envelope))
     ended = result.outcome == "onboarding_ended"
     ack = WebhookAck(
         outcome="onboarding_ended" if ended else "signalled",
