@@ -103,7 +103,13 @@ def cmd_api(args: argparse.Namespace) -> None:
         raise CliError("ONBOARDING_CALLBACK_SECRET is not set: callback tokens cannot be issued")
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
-    uvicorn.run(create_app(settings, temporal_address=args.temporal_address), host=host, port=port)
+    uvicorn.run(
+        create_app(settings, temporal_address=args.temporal_address),
+        host=host,
+        port=port,
+        access_log=args.access_log,
+        log_level=logging.getLevelName(logging.getLogger().level).lower(),
+    )
 
 
 # --- operating it ------------------------------------------------------------------------
@@ -300,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="run the HTTP API against any Temporal cluster")
     api.add_argument("--host", default=None, help="default ONBOARDING_HOST or 127.0.0.1")
     api.add_argument("--port", type=int, default=None, help="default ONBOARDING_PORT or 8000")
+    api.add_argument("--access-log", action="store_true", help="log every request (off: cost)")
     temporal_option(api)
     api.set_defaults(func=cmd_api)
 
