@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from onboarding.smile_standin import create_standin_app
 from workflows.onboarding import OnboardingWorkflow
 
 ONBOARDING = Path(sys.executable).parent / "onboarding"
+WRK = shutil.which("wrk")
 SECRET, ADMIN, CALLBACK = "bench-webhook-secret", "bench-admin-token", "bench-callback-secret"
 SMILE_KEY, SMILE_SECRET = "bench-key", "bench-secret"
 BURST = ("IDENTITY_ADDED", "EMPLOYMENTS_ADDED", "INCOMES_ADDED")
@@ -83,9 +83,13 @@ def free_port() -> int:
 
 
 def envelope(user: str, event_type: str, offset: int = 0) -> dict[str, object]:
-    return {"id": f"et-{uuid.uuid4().hex}", "version": 1, "type": event_type,
-            "createdAt": f"2024-01-01T00:00:{offset:02d}Z",
-            "data": {"userId": user, "accountId": "a-bench", "count": 1}}  # fmt: skip
+    return {
+        "id": f"et-{uuid.uuid4().hex}",
+        "version": 1,
+        "type": event_type,
+        "createdAt": f"2024-01-01T00:00:{offset:02d}Z",
+        "data": {"userId": user, "accountId": "a-bench", "count": 1},
+    }
 
 
 def workload(events: int, bursty: bool, tag: str) -> list[dict[str, object]]:
@@ -147,9 +151,14 @@ def raw_sender(client: Client, settings: Settings) -> Callable[[object], Awaitab
         env = item  # an envelope dict
         assert isinstance(env, dict)
         now = datetime.now(UTC)
-        event = Event(id=str(env["id"]), type=str(env["type"]), source=Source.WEBHOOK,
-                      created_at=datetime.fromisoformat(str(env["createdAt"])), received_at=now,
-                      data=dict(env["data"]))  # type: ignore[arg-type]  # fmt: skip
+        event = Event(
+            id=str(env["id"]),
+            type=str(env["type"]),
+            source=Source.WEBHOOK,
+            created_at=datetime.fromisoformat(str(env["createdAt"])),
+            received_at=now,
+            data=dict(env["data"]),
+        )  # type: ignore[arg-type]
         user = str(env["data"]["userId"])  # type: ignore[index]
         await client.start_workflow(
             OnboardingWorkflow.run,
@@ -166,8 +175,9 @@ def raw_sender(client: Client, settings: Settings) -> Callable[[object], Awaitab
 def http_sender(http: httpx.AsyncClient) -> Callable[[object], Awaitable[None]]:
     async def send(item: object) -> None:
         body, signature = item  # type: ignore[misc]
-        response = await http.post("/webhooks/smile", content=body,
-                                   headers={"Smile-Signature": signature})  # fmt: skip
+        response = await http.post(
+            "/webhooks/smile", content=body, headers={"Smile-Signature": signature}
+        )
         if response.status_code != 202:
             raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
 
@@ -181,7 +191,9 @@ def presign(envelopes: list[dict[str, object]]) -> list[tuple[bytes, str]]:
 
 WRK_SCRIPT = """
 local requests, threads, counter = {}, {}, 0
-function setup(thread) counter = counter + 1; thread:set("id", counter); table.insert(threads, thread) end
+function setup(thread)
+  counter = counter + 1; thread:set("id", counter); table.insert(threads, thread)
+end
 function init(args)
   local n, i = tonumber(args[2]), 0
   for line in io.lines(args[1]) do
@@ -205,8 +217,14 @@ end
 """
 
 
-def run_wrk(label: str, url: str, signed: list[tuple[bytes, str]], concurrency: int,
-            workdir: Path, seconds: float) -> Figures:  # fmt: skip
+def run_wrk(
+    label: str,
+    url: str,
+    signed: list[tuple[bytes, str]],
+    concurrency: int,
+    workdir: Path,
+    seconds: float,
+) -> Figures:
     """wrk for a fixed time, cycling through the pre-signed requests (wrk cannot stop after a
     count); M should exceed what the service can take in that time, or later ones repeat."""
     threads = max(1, min(2, concurrency))
@@ -215,10 +233,27 @@ def run_wrk(label: str, url: str, signed: list[tuple[bytes, str]], concurrency: 
     script = workdir / "cycle.lua"
     script.write_text(WRK_SCRIPT)
     out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds:.0f}s", "--timeout", "30s",
-         "-s", str(script), url, "--", str(data), str(threads)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            WRK or "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(concurrency),
+            "-d",
+            f"{seconds:.0f}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(script),
+            url,
+            "--",
+            str(data),
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRK "))
     requests, duration_us, p50, p95, p99, errors = (int(v) for v in line.split()[1:])
     if errors:
@@ -254,25 +289,32 @@ async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="onboarding-bench-"))
-    use_wrk = shutil.which("wrk") is not None and not args.no_wrk
+    use_wrk = WRK is not None and not args.no_wrk
     generator = "wrk (pre-signed requests cycled by Lua)" if use_wrk else "asyncio httpx client"
     server = TemporalDevServer(workdir, port=free_port(), ui_port=free_port())
     client = await server.start()
     smile_port, api_port = free_port(), free_port()
     api_url = f"http://127.0.0.1:{api_port}"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SMILE_", "ONBOARDING_"))},
-           "TEMPORAL_ADDRESS": server.address, "SMILE_WEBHOOK_SECRET": SECRET,
-           "ONBOARDING_ADMIN_TOKEN": ADMIN, "ONBOARDING_CALLBACK_SECRET": CALLBACK,
-           "SMILE_API_BASE_URL": f"http://127.0.0.1:{smile_port}/v1", "SMILE_API_KEY": SMILE_KEY,
-           "SMILE_API_SECRET": SMILE_SECRET, "ONBOARDING_PORT": str(api_port),
-           "ONBOARDING_LOG_LEVEL": "WARNING",
-           "ONBOARDING_BATCH_SIGNALS": "false" if args.no_batching else "true"}  # fmt: skip
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SMILE_", "ONBOARDING_"))},
+        "TEMPORAL_ADDRESS": server.address,
+        "SMILE_WEBHOOK_SECRET": SECRET,
+        "ONBOARDING_ADMIN_TOKEN": ADMIN,
+        "ONBOARDING_CALLBACK_SECRET": CALLBACK,
+        "SMILE_API_BASE_URL": f"http://127.0.0.1:{smile_port}/v1",
+        "SMILE_API_KEY": SMILE_KEY,
+        "SMILE_API_SECRET": SMILE_SECRET,
+        "ONBOARDING_PORT": str(api_port),
+        "ONBOARDING_LOG_LEVEL": "WARNING",
+        "ONBOARDING_BATCH_SIGNALS": "false" if args.no_batching else "true",
+    }
     settings = Settings(task_queue="smile-onboarding")
     processes: list[subprocess.Popen[bytes]] = []
     try:
         async with serving(create_standin_app(SMILE_KEY, SMILE_SECRET), "127.0.0.1", smile_port):
-            worker = subprocess.Popen([str(ONBOARDING), "worker"], env=env)
-            api = subprocess.Popen([str(ONBOARDING), "api"], env=env)
+            # Long-lived service processes, managed here, not awaited.
+            worker = subprocess.Popen([str(ONBOARDING), "worker"], env=env)  # noqa: ASYNC220
+            api = subprocess.Popen([str(ONBOARDING), "api"], env=env)  # noqa: ASYNC220
             processes += [worker, api]
             await wait_ready(api_url, api)
             rows: list[tuple[Figures, Figures]] = []
@@ -280,25 +322,45 @@ async def main(args: argparse.Namespace) -> None:
             async with httpx.AsyncClient(base_url=api_url, timeout=60, limits=limits) as http:
                 for bursty in (False, True):
                     kind = "bursty" if bursty else "one-event"
-                    base = await closed_loop(f"baseline {kind}",
-                                             workload(args.events, bursty, f"b{int(bursty)}"),
-                                             args.concurrency, raw_sender(client, settings))  # type: ignore[arg-type]  # fmt: skip
+                    base = await closed_loop(
+                        f"baseline {kind}",
+                        workload(args.events, bursty, f"b{int(bursty)}"),
+                        args.concurrency,
+                        raw_sender(client, settings),
+                    )  # type: ignore[arg-type]
                     signed = presign(workload(args.events, bursty, f"s{int(bursty)}"))
                     if use_wrk:
-                        service = run_wrk(f"service {kind}", api_url, signed, args.concurrency,
-                                          workdir, args.wrk_seconds)  # fmt: skip
+                        service = run_wrk(
+                            f"service {kind}",
+                            api_url,
+                            signed,
+                            args.concurrency,
+                            workdir,
+                            args.wrk_seconds,
+                        )
                     else:
-                        service = await closed_loop(f"service {kind}", signed, args.concurrency,  # type: ignore[arg-type]
-                                                    http_sender(http))  # fmt: skip
+                        service = await closed_loop(
+                            f"service {kind}",
+                            signed,
+                            args.concurrency,  # type: ignore[arg-type]
+                            http_sender(http),
+                        )
                     rows.append((base, service))
                 # Latency at half the baseline's one-event throughput, open loop, both sides.
                 rate = rows[0][0].rate / 2
                 count = max(50, int(rate * args.half_load_seconds))
-                half_base = await open_loop("baseline at ½ load", workload(count, False, "hb"),  # type: ignore[arg-type]
-                                            rate, raw_sender(client, settings))  # fmt: skip
-                half_service = await open_loop("service at ½ load",
-                                               presign(workload(count, False, "hs")),  # type: ignore[arg-type]
-                                               rate, http_sender(http))  # fmt: skip
+                half_base = await open_loop(
+                    "baseline at ½ load",
+                    workload(count, False, "hb"),  # type: ignore[arg-type]
+                    rate,
+                    raw_sender(client, settings),
+                )
+                half_service = await open_loop(
+                    "service at ½ load",
+                    presign(workload(count, False, "hs")),  # type: ignore[arg-type]
+                    rate,
+                    http_sender(http),
+                )
                 rows.append((half_base, half_service))
             journey = await simulate(
                 SimulationConfig(
@@ -309,7 +371,7 @@ async def main(args: argparse.Namespace) -> None:
                     concurrency=args.concurrency,
                     seed=1,
                     stall_after=2.0,
-                ),  # fmt: skip
+                ),
                 console,
             )
             rss = {"worker": peak_rss_mb(worker.pid), "api": peak_rss_mb(api.pid)}
@@ -323,11 +385,19 @@ async def main(args: argparse.Namespace) -> None:
     report(rows, journey, rss, generator, args, rate)
 
 
-def report(rows: list[tuple[Figures, Figures]], journey: object, rss: dict[str, float],
-           generator: str, args: argparse.Namespace, half_rate: float) -> None:  # fmt: skip
+def report(
+    rows: list[tuple[Figures, Figures]],
+    journey: object,
+    rss: dict[str, float],
+    generator: str,
+    args: argparse.Namespace,
+    half_rate: float,
+) -> None:
     console.print(f"\nmachine: {os.cpu_count()} cores; load generator for the service: {generator}")
-    console.print(f"M={args.events} events, C={args.concurrency}; batching "
-                  f"{'off' if args.no_batching else 'on'}; ½ load = {half_rate:.0f} events/s")  # fmt: skip
+    console.print(
+        f"M={args.events} events, C={args.concurrency}; batching "
+        f"{'off' if args.no_batching else 'on'}; ½ load = {half_rate:.0f} events/s"
+    )
     table = Table(title="ingest: baseline (raw signal-with-start) vs service (signed webhooks)")
     for column in ("run", "events/s", "p50 ms", "p95 ms", "p99 ms", "service/baseline"):
         table.add_column(column, justify="right")
@@ -336,8 +406,14 @@ def report(rows: list[tuple[Figures, Figures]], journey: object, rss: dict[str, 
             ratio = f"{service.rate / base.rate:.2f}" if figures is service and base.rate else ""
             if "½" in figures.label and figures is service:
                 ratio = f"p99 {service.pct(99) / base.pct(99):.2f}x"
-            table.add_row(figures.label, f"{figures.rate:.0f}", f"{figures.pct(50):.1f}",
-                          f"{figures.pct(95):.1f}", f"{figures.pct(99):.1f}", ratio)  # fmt: skip
+            table.add_row(
+                figures.label,
+                f"{figures.rate:.0f}",
+                f"{figures.pct(50):.1f}",
+                f"{figures.pct(95):.1f}",
+                f"{figures.pct(99):.1f}",
+                ratio,
+            )
     console.print(table)
     result = journey  # a SimulationResult
     console.print(
@@ -345,15 +421,32 @@ def report(rows: list[tuple[Figures, Figures]], journey: object, rss: dict[str, 
         f"{result.requests / result.seconds:.0f} requests/s, mismatches {result.mismatches}; "  # type: ignore[attr-defined]
         f"peak RSS worker {rss['worker']:.0f} MB, api {rss['api']:.0f} MB"
     )
-    print(json.dumps({
-        "events": args.events, "concurrency": args.concurrency, "generator": generator,
-        "rows": [{"label": f.label, "events_per_s": round(f.rate, 1), "p50_ms": round(f.pct(50), 2),
-                  "p95_ms": round(f.pct(95), 2), "p99_ms": round(f.pct(99), 2)}
-                 for pair in rows for f in pair],
-        "journey": {"users": len(result.runs), "seconds": round(result.seconds, 2),  # type: ignore[attr-defined]
-                    "mismatches": result.mismatches},  # type: ignore[attr-defined]
-        "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()},
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "events": args.events,
+                "concurrency": args.concurrency,
+                "generator": generator,
+                "rows": [
+                    {
+                        "label": f.label,
+                        "events_per_s": round(f.rate, 1),
+                        "p50_ms": round(f.pct(50), 2),
+                        "p95_ms": round(f.pct(95), 2),
+                        "p99_ms": round(f.pct(99), 2),
+                    }
+                    for pair in rows
+                    for f in pair
+                ],
+                "journey": {
+                    "users": len(result.runs),
+                    "seconds": round(result.seconds, 2),  # type: ignore[attr-defined]
+                    "mismatches": result.mismatches,
+                },  # type: ignore[attr-defined]
+                "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()},
+            }
+        )
+    )
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
