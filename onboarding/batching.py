@@ -34,6 +34,8 @@ class SignalBatcher:
 
     async def submit(self, user_id: str, event: Event) -> IngestResult:
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        # If the caller has gone (client disconnected), nobody else will look at the outcome.
+        future.add_done_callback(_observe)
         queue = self._queues.setdefault(user_id, _UserQueue())
         queue.waiting.append((event, future))
         if queue.sender is None:
@@ -62,3 +64,8 @@ class SignalBatcher:
             queue.sender = None
             if not queue.waiting and self._queues.get(user_id) is queue:
                 del self._queues[user_id]
+
+
+def _observe(future: asyncio.Future[IngestResult]) -> None:
+    if not future.cancelled():
+        future.exception()

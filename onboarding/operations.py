@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Literal, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
 
 from pydantic import SecretStr
 from temporalio.client import (
@@ -20,6 +21,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -51,6 +53,8 @@ from workflows.create_user import CreateSmileUserWorkflow
 from workflows.onboarding import OnboardingWorkflow
 
 _T = TypeVar("_T")
+# Updates that call Smile may wait out the activity's retries (CREATE_TOKEN: 3 minutes).
+_SMILE_CALL_WAIT = timedelta(minutes=4)
 
 _UNAVAILABLE = {
     RPCStatusCode.UNAVAILABLE,
@@ -150,6 +154,13 @@ def _failure_message(err: BaseException) -> str:
     return message
 
 
+async def _settle(operation: WithStartWorkflowOperation[Any, Any]) -> None:
+    """Collect the start half of a failed update-with-start, which the SDK otherwise leaves as
+    a never-retrieved exception."""
+    with contextlib.suppress(Exception):
+        await operation.workflow_handle()
+
+
 def _raise_for_rpc(err: RPCError, user_id: str | None = None) -> None:
     if err.status in _UNAVAILABLE:
         raise TemporalUnavailable(err) from err
@@ -165,6 +176,9 @@ def _temporal_errors(user_id: str | None = None) -> Iterator[None]:
     except RPCError as err:
         _raise_for_rpc(err, user_id)
         raise
+    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        # The update's RPC ran out of time (or was cancelled) before Temporal answered.
+        raise TemporalUnavailable(err) from err
     except RuntimeError as err:
         # A lazy client that cannot reach the server raises this instead of an RPCError.
         if "client connect" in str(err).lower():
@@ -231,6 +245,9 @@ class Onboardings:
                 )
         except WorkflowUpdateFailedError as err:
             raise InvalidChange(_failure_message(err)) from err
+        except OnboardingError:
+            await _settle(operation)
+            raise
         return self._issued(created.user_id, created.token, secret), view
 
     async def _create_smile_user(self, request: StartRequest, key: str) -> CreatedUser:
@@ -260,11 +277,15 @@ class Onboardings:
 
     async def link_token(self, user_id: str) -> IssuedToken:
         secret = self._callback_secret()
-        token = await self._update(user_id, "refresh_link_token", None, LinkToken)
+        token = await self._update(
+            user_id, "refresh_link_token", None, LinkToken, rpc_timeout=_SMILE_CALL_WAIT
+        )
         return self._issued(user_id, token, secret)
 
     async def reconcile(self, user_id: str) -> OnboardingView:
-        return await self._update(user_id, "reconcile", None, OnboardingView)
+        return await self._update(
+            user_id, "reconcile", None, OnboardingView, rpc_timeout=_SMILE_CALL_WAIT
+        )
 
     def _callback_secret(self) -> SecretStr:
         if self.settings.callback_secret is None:
@@ -296,14 +317,22 @@ class Onboardings:
         return await self._update(user_id, "cancel", CancelRequest(reason=reason), OnboardingView)
 
     async def _update(
-        self, user_id: str, name: str, arg: CamelModel | None, result: type[_T]
+        self,
+        user_id: str,
+        name: str,
+        arg: CamelModel | None,
+        result: type[_T],
+        rpc_timeout: timedelta | None = None,
     ) -> _T:
         handle = self._handle(user_id)
         args = [] if arg is None else [arg]
         try:
             with _temporal_errors():
                 outcome: _T = await handle.execute_update(
-                    name, args=args, result_type=result, rpc_timeout=self.settings.rpc_timeout
+                    name,
+                    args=args,
+                    result_type=result,
+                    rpc_timeout=rpc_timeout or self.settings.rpc_timeout,
                 )
                 return outcome
         except WorkflowUpdateFailedError as err:

@@ -6,8 +6,11 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
+from api.app import create_app
 from api.signatures import sign
+from onboarding.settings import Settings
 from tests.conftest import WEBHOOK_SECRET, eventually, unique_user
 from tests.smile_samples import BASE_TIME, webhook_body
 
@@ -192,3 +195,22 @@ async def test_stats_count_the_funnel(api: httpx.AsyncClient, admin: dict[str, s
         assert sum(funnel["byStatus"].values()) == funnel["total"]
 
     await eventually(counted)
+
+
+async def test_an_update_that_runs_out_of_time_is_503_not_500(
+    api: httpx.AsyncClient,
+    admin: dict[str, str],
+    api_settings: Settings,
+    dev_env: WorkflowEnvironment,
+) -> None:
+    user = await started(api, admin)
+    hurried = create_app(api_settings.model_copy(update={"rpc_timeout": timedelta(microseconds=1)}),
+                         dev_env.client)  # fmt: skip
+    transport = httpx.ASGITransport(app=hurried)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.put(f"/onboardings/{user}/timeouts", headers=admin,
+                                    json={"stall": {"created": "2h"}})  # fmt: skip
+        started_response = await client.post("/onboardings", headers=admin)
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "5"
+    assert started_response.status_code == 503, started_response.text
