@@ -150,7 +150,9 @@ class _Player:
         body: dict[str, Any] = {"externalMetadata": {"simulation": run.kind}}
         if short:
             body["timeouts"] = {"stall": {"account_created": f"{self.config.stall_after}s"}}
-        response = await self._post(run, "/onboardings", json=body, headers=self.admin)
+        # An idempotency key makes the retry of a start that timed out safe.
+        key = {"Idempotency-Key": f"sim-{self.rng.getrandbits(64):x}"}
+        response = await self._post(run, "/onboardings", json=body, headers=self.admin | key)
         if response.status_code != 201:
             raise RuntimeError(f"start refused: HTTP {response.status_code} {response.text}")
         started = response.json()

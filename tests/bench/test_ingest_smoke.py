@@ -29,4 +29,4 @@ def test_benchmark_smoke_run() -> None:
     assert figures["generator"] == "asyncio httpx client"
     assert figures["journey"] == {"users": 6, "seconds": figures["journey"]["seconds"],
                                   "mismatches": 0}  # fmt: skip
-    assert figures["peak_rss_mb"]["worker"] > 0
+    assert figures["peak_rss_mb"]["worker after journeys"] > 0
