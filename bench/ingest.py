@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -265,6 +266,38 @@ def run_wrk(
     return Figures(label, requests, duration_us / 1e6, [], generator="wrk", reported=reported)
 
 
+async def drain(client: Client, settings: Settings, patience: float = 180.0) -> float:
+    """Wait until the worker has caught up: a fresh onboarding's first event must be visible
+    to a query within half a second. Returns the seconds waited."""
+    from onboarding.operations import Onboardings
+
+    ops = Onboardings(client, settings)
+    started = time.perf_counter()
+    while time.perf_counter() - started < patience:
+        user = f"bench-probe-{uuid.uuid4().hex}"
+        now = datetime.now(UTC)
+        event = Event(
+            id="et-probe",
+            type="USER_CREATED",
+            source=Source.WEBHOOK,
+            created_at=now,
+            received_at=now,
+            data={"userId": user},
+        )
+        probe = time.perf_counter()
+        await ops.ingest(user, [event])
+        while True:
+            # Not started yet, or Temporal busy: keep asking.
+            with contextlib.suppress(Exception):
+                if (await ops.get(user)).events_total == 1:
+                    break
+            await asyncio.sleep(0.05)
+        if time.perf_counter() - probe < 0.5:
+            break
+        await asyncio.sleep(1.0)
+    return time.perf_counter() - started
+
+
 # --- the stack ------------------------------------------------------------------------------
 
 
@@ -338,6 +371,8 @@ async def main(args: argparse.Namespace) -> None:
             async with httpx.AsyncClient(base_url=api_url, timeout=60, limits=limits) as http:
                 for bursty in (False, True):
                     kind = "bursty" if bursty else "one-event"
+                    waited = await drain(client, settings)
+                    console.print(f"worker caught up after {waited:.1f}s; {kind} runs")
                     base = await closed_loop(
                         f"baseline {kind}",
                         workload(args.events, bursty, f"b{int(bursty)}"),
@@ -362,7 +397,10 @@ async def main(args: argparse.Namespace) -> None:
                             http_sender(http),
                         )
                     rows.append((base, service))
-                # Latency at half the baseline's one-event throughput, open loop, both sides.
+                    await drain(client, settings)
+                # Latency at half the baseline's one-event throughput, open loop, both sides,
+                # each starting on a caught-up worker.
+                await drain(client, settings)
                 rate = rows[0][0].rate / 2
                 count = max(50, int(rate * args.half_load_seconds))
                 half_base = await open_loop(
@@ -371,6 +409,7 @@ async def main(args: argparse.Namespace) -> None:
                     rate,
                     raw_sender(client, settings),
                 )
+                await drain(client, settings)
                 half_service = await open_loop(
                     "service at ½ load",
                     presign(workload(count, False, "hs")),  # type: ignore[arg-type]
