@@ -211,6 +211,11 @@ def cmd_start(args: argparse.Namespace) -> None:
         timeouts=TimeoutsChange(stall=stall) if stall else None,
     )
     issued, view = _operate(args, lambda o: o.start(request, args.idempotency_key))
+    if args.json:  # the same document as POST /onboardings answers
+        started = issued.model_dump(mode="json", by_alias=True)
+        started["onboarding"] = view.model_dump(mode="json", by_alias=True)
+        print(json.dumps(started, indent=2))
+        return
     text = (
         f"userId          {issued.user_id}\n"
         f"linkToken       {issued.link_token}\n"
@@ -286,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--ui-port", type=int, default=8233, help="Temporal web UI (default 8233)")
     dev.add_argument(
         "--smile-port", type=int, default=8234,
-        help="the local Smile stand-in, used when SMILE_API_KEY is not set (default 8234)",
+        help="the local Smile stand-in, used unless SMILE_API_KEY and SMILE_API_SECRET are set "
+        "(default 8234)",
     )  # fmt: skip
     dev.add_argument("--simulate", type=int, default=0, metavar="N",
                      help="once up, play N synthetic users through it")  # fmt: skip

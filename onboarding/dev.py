@@ -123,7 +123,7 @@ def _print_banner(
     if with_standin:
         standin = f"http://127.0.0.1:{options.smile_port}"
         smile = (
-            f"{settings.smile_api_base_url}   (local stand-in: no SMILE_API_KEY set)\n"
+            f"{settings.smile_api_base_url}   (local stand-in: no SMILE_API_KEY/SECRET)\n"
             f"  Play a webhook     curl -X POST {standin}/_control/webhooks "
             "-H 'Content-Type: application/json' "
             """-d '{"userId": "USER_ID", "type": "ACCOUNT_CONNECTED"}'"""

@@ -47,6 +47,7 @@ from onboarding.models import (
     Status,
     Timeouts,
     TimeoutsChange,
+    check_timeouts_change,
 )
 from onboarding.settings import Settings
 from workflows.create_user import CreateSmileUserWorkflow
@@ -224,6 +225,11 @@ class Onboardings:
         """Create the Smile user (retried by Temporal), then start its onboarding with
         update-with-start, and hand back the first link token and a callback token."""
         secret = self._callback_secret()
+        if request.timeouts is not None:
+            try:
+                check_timeouts_change(request.timeouts)  # before anything is created at Smile
+            except ValueError as err:
+                raise InvalidChange(f"timeouts: {err}") from None
         created = await self._create_smile_user(request, idempotency_key or uuid.uuid4().hex)
         begin = request.model_copy(update={"token_expires_at": created.token.expires_at})
         operation = WithStartWorkflowOperation(
@@ -373,12 +379,12 @@ class Onboardings:
             next_page_token=token,
             rpc_timeout=self.settings.rpc_timeout,
         )
-        try:
-            await iterator.fetch_next_page()
-        except RPCError as err:
-            if token is not None and err.status in _BAD_TOKEN:
-                raise BadPageToken() from err
-            with _temporal_errors():
+        with _temporal_errors():
+            try:
+                await iterator.fetch_next_page()
+            except RPCError as err:
+                if token is not None and err.status in _BAD_TOKEN:
+                    raise BadPageToken() from err
                 raise
         items = []
         for execution in iterator.current_page or []:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Header, Path, Query
 from pydantic import BeforeValidator, Field
 
 from api.deps import AdminDep, OnboardingsDep
-from api.problems import Problem, ProblemError
+from api.problems import Problem
 from onboarding.durations import parse_duration
 from onboarding.identity import USER_ID_PATTERN
 from onboarding.models import (
@@ -20,7 +20,6 @@ from onboarding.models import (
     Status,
     Timeouts,
     TimeoutsChange,
-    check_timeouts_change,
 )
 from onboarding.operations import Funnel, IssuedToken, OnboardingPage
 
@@ -98,11 +97,6 @@ async def start_onboarding(
     callback token for the front end. Send an ``Idempotency-Key`` to make retries safe."""
     body = body or StartBody()
     timeouts = _change(body.timeouts) if body.timeouts is not None else None
-    if timeouts is not None:
-        try:
-            check_timeouts_change(timeouts)  # before anything is created at Smile
-        except ValueError as err:
-            raise ProblemError(422, f"timeouts: {err}") from None
     request = StartRequest(
         external_metadata=body.external_metadata,
         required_data=[d.lower() for d in body.required_data] if body.required_data else None,

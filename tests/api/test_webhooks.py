@@ -256,6 +256,10 @@ async def test_temporal_unreachable_is_503_so_smile_retries(api_settings: Settin
         assert response.headers["Retry-After"] == "5"
         assert (await c.get("/readyz")).status_code == 503
         assert (await c.get("/healthz")).status_code == 200
+        admin = {"Authorization": "Bearer admin-token-for-tests"}
+        for path in ("/onboardings", "/onboardings/stats", "/onboardings/someone"):
+            answer = await c.get(path, headers=admin)
+            assert answer.status_code == 503, (path, answer.text)
 
 
 async def test_ten_thousand_duplicates_have_one_effect(
