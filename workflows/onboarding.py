@@ -10,7 +10,6 @@ import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -36,18 +35,12 @@ with workflow.unsafe.imports_passed_through():
         stage_with_stall_timeout,
     )
     from onboarding.state_machine import StateMachine, derive_stage, new_journal
-    from workflows.policies import CREATE_TOKEN, RECONCILE
+    from workflows.policies import CREATE_TOKEN, NOTICE, RECONCILE
 
 # Timers fire on millisecond boundaries; a deadline this close counts as reached.
 _CLOCK_TOLERANCE = timedelta(milliseconds=1)
 # A pre-fetched token is handed out only while it has at least this long to live.
 _TOKEN_MIN_LIFE = timedelta(minutes=5)
-_NOTICE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=10,
-)
 
 
 @workflow.defn(name="OnboardingWorkflow")
@@ -157,8 +150,8 @@ class OnboardingWorkflow:
                 deadline=deadline,
                 stalls=life.stalls,
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_NOTICE_RETRY,
+            start_to_close_timeout=NOTICE.start_to_close,
+            retry_policy=NOTICE.retry,
         )
 
     # --- handlers ----------------------------------------------------------------------------

@@ -56,3 +56,14 @@ RECONCILE = CallOptions(
         non_retryable_error_types=NON_RETRYABLE_TYPES,
     ),
 )
+
+# A stall notice is a log line: cheap, retried briefly in case the worker is shutting down.
+NOTICE = CallOptions(
+    start_to_close=timedelta(seconds=30),
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=1),
+        maximum_attempts=10,
+    ),
+)

@@ -19,16 +19,10 @@ import httpx
 import pytest
 
 from api.signatures import sign
-from tests.conftest import unique_user
+from tests.conftest import free_port, unique_user
 from tests.smile_samples import BASE_TIME, webhook_body
 
 ONBOARDING = Path(sys.executable).parent / "onboarding"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def processes_using(marker: str) -> list[int]:
@@ -51,7 +45,7 @@ def wait_for(predicate: object, timeout: float, what: str) -> None:
     while time.monotonic() < deadline:
         if predicate():  # type: ignore[operator]
             return
-        time.sleep(0.1)
+        time.sleep(0.1)  # polling interval; the deadline above bounds the wait
     raise AssertionError(f"timed out waiting for {what}")
 
 
