@@ -93,6 +93,7 @@ def cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
 
     from api.app import create_app
+    from onboarding.serving import UVICORN_OPTIONS
 
     settings = _settings()
     if not settings.webhook_secrets:
@@ -109,6 +110,7 @@ def cmd_api(args: argparse.Namespace) -> None:
         port=port,
         access_log=args.access_log,
         log_level=logging.getLevelName(logging.getLogger().level).lower(),
+        **UVICORN_OPTIONS,  # uvloop and httptools are dependencies; "auto" picks them
     )
 
 

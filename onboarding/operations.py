@@ -193,6 +193,8 @@ class Onboardings:
     def __init__(self, client: Client, settings: Settings) -> None:
         self.client = client
         self.settings = settings
+        # Every new onboarding starts with these; built once, not on every webhook.
+        self.default_options = settings.default_options()
 
     def _handle(self, user_id: str) -> WorkflowHandle[OnboardingWorkflow, OnboardingView]:
         return self.client.get_workflow_handle_for(OnboardingWorkflow.run, workflow_id_for(user_id))
@@ -205,7 +207,7 @@ class Onboardings:
             with _temporal_errors():
                 await self.client.start_workflow(
                     OnboardingWorkflow.run,
-                    OnboardingInput(user_id=user_id, options=self.settings.default_options()),
+                    OnboardingInput(user_id=user_id, options=self.default_options),
                     id=workflow_id,
                     task_queue=self.settings.task_queue,
                     start_signal="ingest",
@@ -234,7 +236,7 @@ class Onboardings:
         begin = request.model_copy(update={"token_expires_at": created.token.expires_at})
         operation = WithStartWorkflowOperation(
             OnboardingWorkflow.run,
-            OnboardingInput(user_id=created.user_id, options=self.settings.default_options()),
+            OnboardingInput(user_id=created.user_id, options=self.default_options),
             id=workflow_id_for(created.user_id),
             task_queue=self.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -10,6 +10,10 @@ from typing import Any
 
 import uvicorn
 
+# X-Forwarded-For is believed only from ONBOARDING_TRUSTED_PROXIES (api/client_ip.py). Uvicorn's
+# own proxy-header rewrite would also believe it from 127.0.0.1 and hide the real peer from us.
+UVICORN_OPTIONS: dict[str, Any] = {"proxy_headers": False, "server_header": False}
+
 
 class EmbeddedServer(uvicorn.Server):
     """Uvicorn without its own signal handling: the owner decides when to stop."""
@@ -21,7 +25,9 @@ class EmbeddedServer(uvicorn.Server):
 
 async def start_server(app: Any, host: str, port: int) -> tuple[EmbeddedServer, asyncio.Task[None]]:
     server = EmbeddedServer(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="on", **UVICORN_OPTIONS
+        )
     )
     task = asyncio.create_task(server.serve(), name=f"uvicorn:{port}")
     # uvicorn exposes only a flag for "listening", so poll it briefly.

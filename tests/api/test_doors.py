@@ -15,11 +15,13 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from api.client_ip import allowed, client_ip, parse_networks
 from api.signatures import sign
+from onboarding.serving import serving
 from onboarding.settings import Settings
 from tests.conftest import (
     ADMIN_TOKEN,
     OLD_WEBHOOK_SECRET,
     WEBHOOK_SECRET,
+    free_port,
     unique_user,
     workflow_exists,
 )
@@ -143,3 +145,22 @@ async def test_errors_are_problem_details_everywhere(
             assert response.headers["content-type"] == "application/problem+json"
             assert set(response.json()) == {"type", "title", "status", "detail"}
             assert response.json()["status"] == response.status_code
+
+
+async def test_forwarded_for_from_localhost_is_not_believed_over_real_http(
+    api_settings: Settings, dev_env: WorkflowEnvironment
+) -> None:
+    """Served by uvicorn as `onboarding api` serves it: uvicorn's own proxy-header rewrite (on by
+    default for 127.0.0.1) must not turn a spoofed header into the peer address."""
+    user = unique_user()
+    body, headers = signed_webhook(user)
+    headers["X-Forwarded-For"] = SMILE_IP
+    settings = api_settings.model_copy(update={"webhook_allowed_ips": [SMILE_IP]})
+    port = free_port()
+    async with (
+        serving(create_app(settings, dev_env.client), "127.0.0.1", port),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        response = await client.post("/webhooks/smile", content=body, headers=headers)
+    assert response.status_code == 403, response.text
+    assert not await workflow_exists(dev_env.client, user)
