@@ -32,8 +32,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
+from typing import Any
 
 import httpx
+from loadgen import (  # beside this script, which Python puts first on sys.path
+    Figures,
+    RawHttp,
+    closed_loop,
+    open_loop,
+    run_wrk,
+    webhook_request,
+)
 from rich.console import Console
 from rich.table import Table
 from temporalio.client import Client
@@ -44,7 +54,7 @@ from onboarding.identity import workflow_id_for
 from onboarding.models import Event, EventBatch, OnboardingInput, Source
 from onboarding.serving import serving
 from onboarding.settings import Settings
-from onboarding.simulate import SimulationConfig, simulate
+from onboarding.simulate import SimulationConfig, SimulationResult, simulate
 from onboarding.smile_standin import create_standin_app
 from workflows.onboarding import OnboardingWorkflow
 
@@ -54,28 +64,6 @@ SECRET, ADMIN, CALLBACK = "bench-webhook-secret", "bench-admin-token", "bench-ca
 SMILE_KEY, SMILE_SECRET = "bench-key", "bench-secret"
 BURST = ("IDENTITY_ADDED", "EMPLOYMENTS_ADDED", "INCOMES_ADDED")
 console = Console()
-
-
-@dataclass
-class Figures:
-    label: str
-    events: int
-    seconds: float
-    latencies_ms: list[float]
-    generator: str = "python"
-    reported: dict[int, float] | None = None  # percentiles as the load generator reported them
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds if self.seconds else 0.0
-
-    def pct(self, q: int) -> float:
-        if self.reported is not None:
-            return self.reported[q]
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 def free_port() -> int:
@@ -107,47 +95,6 @@ def workload(events: int, bursty: bool, tag: str) -> list[dict[str, object]]:
 # --- the two ways in ------------------------------------------------------------------------
 
 
-async def closed_loop(
-    label: str, items: list[object], concurrency: int, send: Callable[[object], Awaitable[None]]
-) -> Figures:
-    """Concurrency C, as fast as it goes; bursts go in together."""
-    latencies: list[float] = []
-    queue = list(reversed(items))
-
-    async def lane() -> None:
-        while queue:
-            item = queue.pop()
-            started = time.perf_counter()
-            await send(item)
-            latencies.append((time.perf_counter() - started) * 1000)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(lane() for _ in range(concurrency)))
-    return Figures(label, len(items), time.perf_counter() - started, latencies)
-
-
-async def open_loop(
-    label: str, items: list[object], rate: float, send: Callable[[object], Awaitable[None]]
-) -> Figures:
-    """A fixed arrival rate, independent of how fast answers come (for honest latency)."""
-    latencies: list[float] = []
-
-    async def one(item: object) -> None:
-        started = time.perf_counter()
-        await send(item)
-        latencies.append((time.perf_counter() - started) * 1000)
-
-    tasks = []
-    started = time.perf_counter()
-    for index, item in enumerate(items):
-        delay = started + index / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(item)))
-    await asyncio.gather(*tasks)
-    return Figures(label, len(items), time.perf_counter() - started, latencies)
-
-
 def raw_sender(client: Client, settings: Settings) -> Callable[[object], Awaitable[None]]:
     options = settings.default_options()
 
@@ -176,94 +123,9 @@ def raw_sender(client: Client, settings: Settings) -> Callable[[object], Awaitab
     return send
 
 
-def http_sender(http: httpx.AsyncClient) -> Callable[[object], Awaitable[None]]:
-    async def send(item: object) -> None:
-        body, signature = item  # type: ignore[misc]
-        response = await http.post(
-            "/webhooks/smile", content=body, headers={"Smile-Signature": signature}
-        )
-        if response.status_code != 202:
-            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
-
-    return send
-
-
 def presign(envelopes: list[dict[str, object]]) -> list[tuple[bytes, str]]:
     bodies = [json.dumps(e, separators=(",", ":")).encode() for e in envelopes]
     return [(b, sign(b, SECRET)) for b in bodies]
-
-
-WRK_SCRIPT = """
-local requests, threads, counter = {}, {}, 0
-function setup(thread)
-  counter = counter + 1; thread:set("id", counter); table.insert(threads, thread)
-end
-function init(args)
-  local n, i = tonumber(args[2]), 0
-  for line in io.lines(args[1]) do
-    if i % n == id - 1 then
-      local sig, body = line:match("^(%S+) (.*)$")
-      table.insert(requests, wrk.format("POST", "/webhooks/smile",
-        {["Smile-Signature"] = sig, ["Content-Type"] = "application/json"}, body))
-    end
-    i = i + 1
-  end
-  next_index = 0
-end
-function request()
-  next_index = next_index % #requests + 1
-  return requests[next_index]
-end
-function done(summary, latency, requests)
-  io.write(string.format("WRK %d %d %d %d %d %d\\n", summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(95), latency:percentile(99), summary.errors.status))
-end
-"""
-
-
-def run_wrk(
-    label: str,
-    url: str,
-    signed: list[tuple[bytes, str]],
-    concurrency: int,
-    workdir: Path,
-    seconds: float,
-) -> Figures:
-    """wrk for a fixed time, cycling through the pre-signed requests (wrk cannot stop after a
-    count); M should exceed what the service can take in that time, or later ones repeat."""
-    threads = max(1, min(2, concurrency))
-    data = workdir / f"{label.replace(' ', '_')}.txt"
-    data.write_text("".join(f"{s} {b.decode()}\n" for b, s in signed))
-    script = workdir / "cycle.lua"
-    script.write_text(WRK_SCRIPT)
-    out = subprocess.run(
-        [
-            WRK or "wrk",
-            "-t",
-            str(threads),
-            "-c",
-            str(concurrency),
-            "-d",
-            f"{seconds:.0f}s",
-            "--timeout",
-            "30s",
-            "-s",
-            str(script),
-            url,
-            "--",
-            str(data),
-            str(threads),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = next(x for x in out.splitlines() if x.startswith("WRK "))
-    requests, duration_us, p50, p95, p99, errors = (int(v) for v in line.split()[1:])
-    if errors:
-        console.print(f"[red]{label}: {errors} non-2xx answers[/red]")
-    reported = {50: p50 / 1000, 95: p95 / 1000, 99: p99 / 1000}
-    return Figures(label, requests, duration_us / 1e6, [], generator="wrk", reported=reported)
 
 
 async def drain(client: Client, settings: Settings, patience: float = 180.0) -> float:
@@ -308,6 +170,26 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, all its threads, so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds that each process of the stack spent during one run."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+
+    def read(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {name: after[name] - before[name] for name in before}
+
+
 async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     async with httpx.AsyncClient() as http:
         for _ in range(600):
@@ -322,14 +204,128 @@ async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the API did not become ready")
 
 
+@dataclass
+class Bench:
+    """What one run of a side needs: the stack's handles and the load generators."""
+
+    args: argparse.Namespace
+    client: Client
+    settings: Settings
+    meter: CpuMeter
+    http: RawHttp
+    api_host: str
+    api_url: str
+    workdir: Path
+    use_wrk: bool
+
+    async def baseline(self, label: str, bursty: bool, tag: str) -> Figures:
+        await drain(self.client, self.settings)
+        before = self.meter.read()
+        figures = await closed_loop(
+            label,
+            workload(self.args.events, bursty, tag),
+            self.args.concurrency,
+            raw_sender(self.client, self.settings),
+            seconds=self.args.seconds,
+        )
+        figures.cpu = CpuMeter.spent(before, self.meter.read())
+        figures.cpu["load generator"] = figures.cpu.pop("bench")
+        return figures
+
+    async def service(self, label: str, bursty: bool, tag: str) -> Figures:
+        await drain(self.client, self.settings)
+        signed = presign(workload(self.args.events, bursty, tag))
+        before = self.meter.read()
+        if self.use_wrk:
+            figures, generator_cpu = run_wrk(
+                WRK or "wrk",
+                label,
+                self.api_url,
+                signed,
+                self.args.concurrency,
+                self.workdir,
+                self.args.seconds,
+            )
+            figures.cpu = CpuMeter.spent(before, self.meter.read())
+            figures.cpu["load generator"] = generator_cpu + figures.cpu.pop("bench")
+            return figures
+        requests = [webhook_request(self.api_host, b, s) for b, s in signed]
+        figures = await closed_loop(
+            label, requests, self.args.concurrency, self.http.send, seconds=self.args.seconds
+        )
+        figures.cpu = CpuMeter.spent(before, self.meter.read())
+        figures.cpu["load generator"] = figures.cpu.pop("bench")
+        return figures
+
+    async def half_load(self, side: str, rate: float, tag: str) -> Figures:
+        """Open loop at a fixed rate, on a caught-up worker, with the cheap Python clients."""
+        await drain(self.client, self.settings)
+        count = max(20, int(rate * self.args.half_load_seconds))
+        label = f"{side} at ½ load"
+        before = self.meter.read()
+        if side == "baseline":
+            items: list[Any] = workload(count, False, tag)
+            figures = await open_loop(label, items, rate, raw_sender(self.client, self.settings))
+        else:
+            items = [
+                webhook_request(self.api_host, b, s)
+                for b, s in presign(workload(count, False, tag))
+            ]
+            figures = await open_loop(label, items, rate, self.http.send)
+        figures.cpu = CpuMeter.spent(before, self.meter.read())
+        figures.cpu["load generator"] = figures.cpu.pop("bench")
+        return figures
+
+
+async def compare(bench: Bench, kind: str, rounds: int) -> list[tuple[Figures, Figures]]:
+    """``rounds`` pairs, the order alternating (baseline first, then service first, ...) so a
+    drift in the machine's state over the run does not favour one side."""
+    bursty = kind == "bursty"
+    pairs = []
+    for r in range(rounds):
+        tags = (f"b{kind[0]}{r}", f"s{kind[0]}{r}")
+        if r % 2 == 0:
+            base = await bench.baseline(f"baseline {kind}", bursty, tags[0])
+            service = await bench.service(f"service {kind}", bursty, tags[1])
+        else:
+            service = await bench.service(f"service {kind}", bursty, tags[1])
+            base = await bench.baseline(f"baseline {kind}", bursty, tags[0])
+        console.print(
+            f"  {kind} round {r + 1}: baseline {base.rate:.0f}/s, service {service.rate:.0f}/s, "
+            f"ratio {service.rate / base.rate:.2f}"
+        )
+        pairs.append((base, service))
+    return pairs
+
+
+async def compare_half_load(
+    bench: Bench, rate: float, rounds: int
+) -> list[tuple[Figures, Figures]]:
+    pairs = []
+    for r in range(rounds):
+        if r % 2 == 0:
+            base = await bench.half_load("baseline", rate, f"hb{r}")
+            service = await bench.half_load("service", rate, f"hs{r}")
+        else:
+            service = await bench.half_load("service", rate, f"hs{r}")
+            base = await bench.half_load("baseline", rate, f"hb{r}")
+        console.print(
+            f"  ½ load round {r + 1}: p99 baseline {base.pct(99):.0f} ms, "
+            f"service {service.pct(99):.0f} ms, ratio {service.pct(99) / base.pct(99):.2f}"
+        )
+        pairs.append((base, service))
+    return pairs
+
+
 async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="onboarding-bench-"))
     use_wrk = WRK is not None and not args.no_wrk
-    generator = "wrk (pre-signed requests cycled by Lua)" if use_wrk else "asyncio httpx client"
+    generator = "wrk (pre-signed requests cycled by Lua)" if use_wrk else RawHttp.generator
     server = TemporalDevServer(workdir, port=free_port(), ui_port=free_port())
     client = await server.start()
     smile_port, api_port = free_port(), free_port()
-    api_url = f"http://127.0.0.1:{api_port}"
+    api_host = f"127.0.0.1:{api_port}"
+    api_url = f"http://{api_host}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SMILE_", "ONBOARDING_"))},
         "TEMPORAL_ADDRESS": server.address,
@@ -345,6 +341,7 @@ async def main(args: argparse.Namespace) -> None:
     }
     settings = Settings(task_queue="smile-onboarding")
     processes: list[subprocess.Popen[bytes]] = []
+    http = RawHttp("127.0.0.1", api_port)
     try:
         async with serving(create_standin_app(SMILE_KEY, SMILE_SECRET), "127.0.0.1", smile_port):
             # Long-lived service processes, managed here, not awaited.
@@ -352,6 +349,10 @@ async def main(args: argparse.Namespace) -> None:
             api = subprocess.Popen([str(ONBOARDING), "api"], env=env)  # noqa: ASYNC220
             processes += [worker, api]
             await wait_ready(api_url, api)
+            assert server.pid is not None
+            meter = CpuMeter(
+                {"temporal": server.pid, "worker": worker.pid, "api": api.pid, "bench": os.getpid()}
+            )
             # Journeys first, on a fresh server: the ingest runs leave the worker a backlog.
             journey = await simulate(
                 SimulationConfig(
@@ -366,75 +367,44 @@ async def main(args: argparse.Namespace) -> None:
                 console,
             )
             rss_after_journeys = peak_rss_mb(worker.pid)
-            rows: list[tuple[Figures, Figures]] = []
-            limits = httpx.Limits(max_connections=args.concurrency * 2)
-            async with httpx.AsyncClient(base_url=api_url, timeout=60, limits=limits) as http:
-                for bursty in (False, True):
-                    kind = "bursty" if bursty else "one-event"
-                    waited = await drain(client, settings)
-                    console.print(f"worker caught up after {waited:.1f}s; {kind} runs")
-                    base = await closed_loop(
-                        f"baseline {kind}",
-                        workload(args.events, bursty, f"b{int(bursty)}"),
-                        args.concurrency,
-                        raw_sender(client, settings),
-                    )  # type: ignore[arg-type]
-                    signed = presign(workload(args.events, bursty, f"s{int(bursty)}"))
-                    if use_wrk:
-                        service = run_wrk(
-                            f"service {kind}",
-                            api_url,
-                            signed,
-                            args.concurrency,
-                            workdir,
-                            args.wrk_seconds,
-                        )
-                    else:
-                        service = await closed_loop(
-                            f"service {kind}",
-                            signed,
-                            args.concurrency,  # type: ignore[arg-type]
-                            http_sender(http),
-                        )
-                    rows.append((base, service))
-                    await drain(client, settings)
-                # Latency at half the baseline's one-event throughput, open loop, both sides,
-                # each starting on a caught-up worker.
-                await drain(client, settings)
-                rate = rows[0][0].rate / 2
-                count = max(50, int(rate * args.half_load_seconds))
-                half_base = await open_loop(
-                    "baseline at ½ load",
-                    workload(count, False, "hb"),  # type: ignore[arg-type]
-                    rate,
-                    raw_sender(client, settings),
-                )
-                await drain(client, settings)
-                half_service = await open_loop(
-                    "service at ½ load",
-                    presign(workload(count, False, "hs")),  # type: ignore[arg-type]
-                    rate,
-                    http_sender(http),
-                )
-                rows.append((half_base, half_service))
+            bench = Bench(args, client, settings, meter, http, api_host, api_url, workdir, use_wrk)
+            runs = {
+                kind: await compare(bench, kind, args.rounds) for kind in ("one-event", "bursty")
+            }
+            half_rate = median([b.rate for b, _ in runs["one-event"]]) / 2
+            runs["½ load"] = await compare_half_load(bench, half_rate, args.rounds)
             rss = {
                 "worker after journeys": rss_after_journeys,
                 "worker after all": peak_rss_mb(worker.pid),
                 "api": peak_rss_mb(api.pid),
             }
     finally:
+        await http.aclose()
         for process in processes:
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
         await server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    report(rows, journey, rss, generator, args, rate)
+    report(runs, journey, rss, generator, args, half_rate)
+
+
+def median_figures(label: str, runs: list[Figures]) -> Figures:
+    """One row standing for several runs: the median rate, percentiles and CPU."""
+    seconds = median([f.seconds for f in runs])
+    rate = median([f.rate for f in runs])
+    summary = Figures(label, round(rate * seconds), seconds, [], generator=runs[0].generator)
+    summary.reported = {q: median([f.pct(q) for f in runs]) for q in (50, 95, 99)}
+    summary.cpu = {
+        name: median([f.cpu[name] / f.events for f in runs]) * summary.events
+        for name in runs[0].cpu
+    }
+    return summary
 
 
 def report(
-    rows: list[tuple[Figures, Figures]],
-    journey: object,
+    runs: dict[str, list[tuple[Figures, Figures]]],
+    journey: SimulationResult,
     rss: dict[str, float],
     generator: str,
     args: argparse.Namespace,
@@ -442,30 +412,51 @@ def report(
 ) -> None:
     console.print(f"\nmachine: {os.cpu_count()} cores; load generator for the service: {generator}")
     console.print(
-        f"M={args.events} events, C={args.concurrency}; batching "
-        f"{'off' if args.no_batching else 'on'}; ½ load = {half_rate:.0f} events/s"
+        f"{args.rounds} rounds per comparison, sides alternating, each run {args.seconds:.0f}s "
+        f"at C={args.concurrency} on a caught-up worker; batching "
+        f"{'off' if args.no_batching else 'on'}; ½ load = {half_rate:.0f} events/s, open loop "
+        "(the Python clients)"
     )
-    table = Table(title="ingest: baseline (raw signal-with-start) vs service (signed webhooks)")
+    table = Table(title="ingest, medians: baseline (raw signal-with-start) vs service (webhooks)")
     for column in ("run", "events/s", "p50 ms", "p95 ms", "p99 ms", "service/baseline"):
         table.add_column(column, justify="right")
-    for base, service in rows:
+    summary: list[Figures] = []
+    ratios: dict[str, str] = {}
+    for kind, pairs in runs.items():
+        base = median_figures(pairs[0][0].label, [b for b, _ in pairs])
+        service = median_figures(pairs[0][1].label, [s for _, s in pairs])
+        summary += [base, service]
+        if kind == "½ load":
+            each = [s.pct(99) / b.pct(99) for b, s in pairs]
+            ratio = f"p99 {median(each):.2f}x"
+        else:
+            each = [s.rate / b.rate for b, s in pairs]
+            ratio = f"{median(each):.2f}"
+        ratios[kind] = f"{ratio} (rounds: {', '.join(f'{x:.2f}' for x in each)})"
         for figures in (base, service):
-            ratio = f"{service.rate / base.rate:.2f}" if figures is service and base.rate else ""
-            if "½" in figures.label and figures is service:
-                ratio = f"p99 {service.pct(99) / base.pct(99):.2f}x"
             table.add_row(
                 figures.label,
                 f"{figures.rate:.0f}",
                 f"{figures.pct(50):.1f}",
                 f"{figures.pct(95):.1f}",
                 f"{figures.pct(99):.1f}",
-                ratio,
+                ratio if figures is service else "",
             )
     console.print(table)
-    result = journey  # a SimulationResult
+    for kind, text in ratios.items():
+        console.print(f"service/baseline {kind}: {text}")
+    cpu = Table(title="CPU ms per event, medians (where the two cores go)")
+    names = ["temporal", "worker", "api", "load generator"]
+    cpu.add_column("run", justify="right")
+    for name in names:
+        cpu.add_column(name, justify="right")
+    for figures in summary:
+        per_event = figures.cpu_ms_per_event()
+        cpu.add_row(figures.label, *(f"{per_event.get(n, 0.0):.2f}" for n in names))
+    console.print(cpu)
     console.print(
-        f"journeys: {len(result.runs)} users in {result.seconds:.1f}s, "  # type: ignore[attr-defined]
-        f"{result.requests / result.seconds:.0f} requests/s, mismatches {result.mismatches}; "  # type: ignore[attr-defined]
+        f"journeys: {len(journey.runs)} users in {journey.seconds:.1f}s, "
+        f"{journey.requests / journey.seconds:.0f} requests/s, mismatches {journey.mismatches}; "
         "peak RSS " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in rss.items())
     )
     print(
@@ -473,6 +464,7 @@ def report(
             {
                 "events": args.events,
                 "concurrency": args.concurrency,
+                "rounds": args.rounds,
                 "generator": generator,
                 "rows": [
                     {
@@ -481,15 +473,18 @@ def report(
                         "p50_ms": round(f.pct(50), 2),
                         "p95_ms": round(f.pct(95), 2),
                         "p99_ms": round(f.pct(99), 2),
+                        "cpu_ms_per_event": {
+                            k: round(v, 3) for k, v in f.cpu_ms_per_event().items()
+                        },
                     }
-                    for pair in rows
-                    for f in pair
+                    for f in summary
                 ],
+                "ratios": ratios,
                 "journey": {
-                    "users": len(result.runs),
-                    "seconds": round(result.seconds, 2),  # type: ignore[attr-defined]
-                    "mismatches": result.mismatches,
-                },  # type: ignore[attr-defined]
+                    "users": len(journey.runs),
+                    "seconds": round(journey.seconds, 2),
+                    "mismatches": journey.mismatches,
+                },
                 "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()},
             }
         )
@@ -500,12 +495,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=3000, help="M events per run")
+    parser.add_argument(
+        "--events", type=int, default=8000, help="events prepared per run (more than it takes)"
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="C in-flight requests")
     parser.add_argument("--users", type=int, default=300, help="users in the journey run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per comparison")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each ingest run")
     parser.add_argument("--half-load-seconds", type=float, default=10.0)
     parser.add_argument("--no-wrk", action="store_true", help="use the Python load generator")
-    parser.add_argument("--wrk-seconds", type=float, default=10.0, help="length of each wrk run")
     parser.add_argument("--no-batching", action="store_true", help="one signal per event")
     return parser.parse_args(argv)
 

@@ -64,6 +64,10 @@ class TemporalDevServer:
         return f"{self.ip}:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
     def ui_url(self) -> str:
         return f"http://{self.ip}:{self.ui_port}"
 

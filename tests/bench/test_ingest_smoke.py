@@ -26,7 +26,7 @@ def test_benchmark_smoke_run() -> None:
         "baseline at ½ load", "service at ½ load",
     ]  # fmt: skip
     assert all(row["events_per_s"] > 0 for row in figures["rows"])
-    assert figures["generator"] == "asyncio httpx client"
+    assert figures["generator"] == "asyncio raw HTTP/1.1 client (keep-alive, pre-built requests)"
     assert figures["journey"] == {"users": 6, "seconds": figures["journey"]["seconds"],
                                   "mismatches": 0}  # fmt: skip
     assert figures["peak_rss_mb"]["worker after journeys"] > 0
