@@ -47,11 +47,13 @@ from loadgen import (  # beside this script, which Python puts first on sys.path
 from rich.console import Console
 from rich.table import Table
 from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
 
 from api.signatures import sign
 from onboarding.devserver import TemporalDevServer
 from onboarding.identity import workflow_id_for
 from onboarding.models import Event, EventBatch, OnboardingInput, Source
+from onboarding.operations import initial_search_attributes
 from onboarding.serving import serving
 from onboarding.settings import Settings
 from onboarding.simulate import SimulationConfig, SimulationResult, simulate
@@ -118,6 +120,9 @@ def raw_sender(client: Client, settings: Settings) -> Callable[[object], Awaitab
             task_queue=settings.task_queue,
             start_signal="ingest",
             start_signal_args=[EventBatch(events=[event])],
+            # What the service asks of Temporal, no more and no less (operations.ingest).
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=initial_search_attributes(),
         )
 
     return send
@@ -190,6 +195,14 @@ class CpuMeter:
         return {name: after[name] - before[name] for name in before}
 
 
+def spawn(command: str, env: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
+    """A long-lived service process (managed by the caller, not awaited)."""
+    with (workdir / f"{command}.log").open("ab") as log:
+        return subprocess.Popen(
+            [str(ONBOARDING), command], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
 async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     async with httpx.AsyncClient() as http:
         for _ in range(600):
@@ -218,8 +231,23 @@ class Bench:
     workdir: Path
     use_wrk: bool
 
-    async def baseline(self, label: str, bursty: bool, tag: str) -> Figures:
+    async def settle(self, idle_cores: float = 0.1, patience: float = 30.0) -> None:
+        """Start every run from the same state: the worker caught up (``drain``), then the
+        Temporal server and the worker both quiet, under ``idle_cores`` of CPU for a whole
+        second (the server goes on with timers and visibility after the worker is done)."""
         await drain(self.client, self.settings)
+        busy = ("temporal", "worker")
+        deadline = time.perf_counter() + patience
+        while time.perf_counter() < deadline:
+            before = self.meter.read()
+            await asyncio.sleep(1.0)
+            spent = CpuMeter.spent(before, self.meter.read())
+            if sum(spent[name] for name in busy) < idle_cores:
+                return
+        console.print(f"  (the server and worker were still busy after {patience:.0f}s; going on)")
+
+    async def baseline(self, label: str, bursty: bool, tag: str) -> Figures:
+        await self.settle()
         before = self.meter.read()
         figures = await closed_loop(
             label,
@@ -233,7 +261,7 @@ class Bench:
         return figures
 
     async def service(self, label: str, bursty: bool, tag: str) -> Figures:
-        await drain(self.client, self.settings)
+        await self.settle()
         signed = presign(workload(self.args.events, bursty, tag))
         before = self.meter.read()
         if self.use_wrk:
@@ -249,6 +277,7 @@ class Bench:
             figures.cpu = CpuMeter.spent(before, self.meter.read())
             figures.cpu["load generator"] = generator_cpu + figures.cpu.pop("bench")
             return figures
+        await self.http.aclose()  # fresh connections: idle ones may have timed out
         requests = [webhook_request(self.api_host, b, s) for b, s in signed]
         figures = await closed_loop(
             label, requests, self.args.concurrency, self.http.send, seconds=self.args.seconds
@@ -259,7 +288,7 @@ class Bench:
 
     async def half_load(self, side: str, rate: float, tag: str) -> Figures:
         """Open loop at a fixed rate, on a caught-up worker, with the cheap Python clients."""
-        await drain(self.client, self.settings)
+        await self.settle()
         count = max(20, int(rate * self.args.half_load_seconds))
         label = f"{side} at ½ load"
         before = self.meter.read()
@@ -267,6 +296,7 @@ class Bench:
             items: list[Any] = workload(count, False, tag)
             figures = await open_loop(label, items, rate, raw_sender(self.client, self.settings))
         else:
+            await self.http.aclose()  # fresh connections: idle ones may have timed out
             items = [
                 webhook_request(self.api_host, b, s)
                 for b, s in presign(workload(count, False, tag))
@@ -345,8 +375,10 @@ async def main(args: argparse.Namespace) -> None:
     try:
         async with serving(create_standin_app(SMILE_KEY, SMILE_SECRET), "127.0.0.1", smile_port):
             # Long-lived service processes, managed here, not awaited.
-            worker = subprocess.Popen([str(ONBOARDING), "worker"], env=env)  # noqa: ASYNC220
-            api = subprocess.Popen([str(ONBOARDING), "api"], env=env)  # noqa: ASYNC220
+            # Their logs go to files (the journeys' stalled users are logged as warnings),
+            # shown only if the benchmark fails.
+            worker = spawn("worker", env, workdir)
+            api = spawn("api", env, workdir)
             processes += [worker, api]
             await wait_ready(api_url, api)
             assert server.pid is not None
@@ -378,6 +410,13 @@ async def main(args: argparse.Namespace) -> None:
                 "worker after all": peak_rss_mb(worker.pid),
                 "api": peak_rss_mb(api.pid),
             }
+    except BaseException:
+        for name in ("worker", "api"):
+            log = workdir / f"{name}.log"
+            if log.exists():
+                tail = log.read_text(errors="replace").splitlines()[-15:]
+                console.print(f"[bold]last lines of {name}.log:[/bold]\n" + "\n".join(tail))
+        raise
     finally:
         await http.aclose()
         for process in processes:

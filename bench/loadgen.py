@@ -109,14 +109,31 @@ class RawHttp:
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._all: list[asyncio.StreamWriter] = []
 
-    async def send(self, request: bytes) -> None:
-        if self._idle:
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+        while self._idle:
             reader, writer = self._idle.pop()
-        else:
+            if not reader.at_eof():
+                return reader, writer, True
+            writer.close()
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self._all.append(writer)
+        return reader, writer, False
+
+    async def send(self, request: bytes) -> None:
+        reader, writer, reused = await self._connection()
+        writer.write(request)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            if not reused:
+                raise
+            # The server closed it while idle (uvicorn's keep-alive timeout) before reading
+            # this request: send it again on a new connection.
+            writer.close()
             reader, writer = await asyncio.open_connection(self.host, self.port)
             self._all.append(writer)
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = 0
         for line in head.split(b"\r\n"):

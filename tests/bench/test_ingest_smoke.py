@@ -13,8 +13,8 @@ SCRIPT = Path(__file__).parents[2] / "bench" / "ingest.py"
 
 def test_benchmark_smoke_run() -> None:
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--events", "30", "--concurrency", "4", "--users", "6",
-         "--half-load-seconds", "1", "--no-wrk"],
+        [sys.executable, str(SCRIPT), "--events", "60", "--concurrency", "4", "--users", "6",
+         "--half-load-seconds", "1", "--rounds", "2", "--seconds", "2", "--no-wrk"],
         capture_output=True, text=True, timeout=300, check=False,
         cwd=SCRIPT.parents[1],
     )  # fmt: skip
@@ -26,6 +26,15 @@ def test_benchmark_smoke_run() -> None:
         "baseline at ½ load", "service at ½ load",
     ]  # fmt: skip
     assert all(row["events_per_s"] > 0 for row in figures["rows"])
+    # Where the CPU went: the Temporal server worked in every run; the API only in the service's.
+    rows = figures["rows"]
+    for row in rows:
+        assert set(row["cpu_ms_per_event"]) == {"temporal", "worker", "api", "load generator"}
+        assert row["cpu_ms_per_event"]["temporal"] > 0
+    for baseline, service in zip(rows[::2], rows[1::2], strict=True):
+        assert service["cpu_ms_per_event"]["api"] > baseline["cpu_ms_per_event"]["api"]
+    assert set(figures["ratios"]) == {"one-event", "bursty", "½ load"}
+    assert figures["ratios"]["one-event"].count(",") == 1  # two rounds, both reported
     assert figures["generator"] == "asyncio raw HTTP/1.1 client (keep-alive, pre-built requests)"
     assert figures["journey"] == {"users": 6, "seconds": figures["journey"]["seconds"],
                                   "mismatches": 0}  # fmt: skip
