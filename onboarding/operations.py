@@ -135,7 +135,7 @@ class Funnel(CamelModel):
     by_status: dict[Status, int]
 
 
-def _initial_search_attributes() -> TypedSearchAttributes:
+def initial_search_attributes() -> TypedSearchAttributes:
     return TypedSearchAttributes(
         [
             SearchAttributePair(search_attributes.STAGE, Stage.CREATED.value),
@@ -214,7 +214,7 @@ class Onboardings:
                     start_signal_args=[EventBatch(events=events)],
                     # A finished onboarding is never restarted empty by a late event.
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    search_attributes=_initial_search_attributes(),
+                    search_attributes=initial_search_attributes(),
                     rpc_timeout=self.settings.rpc_timeout,
                 )
         except WorkflowAlreadyStartedError:
@@ -241,7 +241,7 @@ class Onboardings:
             task_queue=self.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=_initial_search_attributes(),
+            search_attributes=initial_search_attributes(),
         )
         try:
             with _temporal_errors():
