@@ -8,6 +8,7 @@ from temporalio.worker import Worker
 from activities.notices import ALL_ACTIVITIES
 from activities.smile import SmileActivities
 from activities.smile_client import SmileClient
+from onboarding.bytecode import write_bytecode
 from onboarding.settings import Settings
 from workflows.create_user import CreateSmileUserWorkflow
 from workflows.onboarding import OnboardingWorkflow
@@ -32,6 +33,7 @@ def smile_client_from(settings: Settings) -> SmileClient:
 
 
 def build_worker(client: Client, task_queue: str, smile: SmileClient) -> Worker:
+    write_bytecode(OnboardingWorkflow, CreateSmileUserWorkflow)
     smile_activities = SmileActivities(smile)
     return Worker(
         client,
