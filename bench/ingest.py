@@ -1,18 +1,23 @@
 """Ingest benchmark: the service against the only honest baseline, Temporal itself.
 
-    python bench/ingest.py [--events 3000] [--concurrency 32] [--users 300]
+    python bench/ingest.py [--rounds 3] [--seconds 10] [--concurrency 32] [--users 300]
 
 One dev server (SQLite file, the same pragmas as ``onboarding dev``) is started for the run, with
 ``onboarding worker`` and ``onboarding api`` as separate processes, as in production.
 
-1. baseline: this process's raw Temporal client doing signal-with-start, M events, concurrency C;
-2. service: the same M events as signed webhooks through ``POST /webhooks/smile`` over HTTP,
-   sent by ``wrk`` (pre-signed requests cycled by a Lua script) when it is installed, otherwise by
-   an asyncio httpx client in this process (printed either way);
+First a journey run of N simulated users (wall time, requests/s, mismatches, the worker's peak
+RSS). Then, in R rounds whose order alternates, each run S seconds at concurrency C and starting
+on a caught-up, quiet server:
 
-each for one-event users and for bursty users (three data events at once), then both again at
-half the baseline's throughput (open loop) for latency, then a journey run of N simulated users
-(wall time, requests/s, peak RSS of the worker and the API). Figures are printed, never asserted.
+1. baseline: this process's raw Temporal client doing signal-with-start, exactly the request the
+   service makes;
+2. service: the same events as signed webhooks through ``POST /webhooks/smile`` over HTTP, sent
+   by ``wrk`` (pre-signed requests cycled by a Lua script) when it is installed, otherwise by a
+   raw asyncio HTTP/1.1 client in this process (printed either way);
+
+for one-event users and for bursty users (three data events at once), then both open loop at
+half the baseline's throughput for latency. It prints medians, every round's ratio and the CPU
+each process spent per event. Figures are printed, never asserted. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
-from typing import Any
 
 import httpx
 from loadgen import (  # beside this script, which Python puts first on sys.path
@@ -246,6 +250,12 @@ class Bench:
                 return
         console.print(f"  (the server and worker were still busy after {patience:.0f}s; going on)")
 
+    def account(self, figures: Figures, before: dict[str, float], wrk_cpu: float = 0.0) -> None:
+        """The CPU each process spent in the run; this process is (part of) the load
+        generator."""
+        figures.cpu = CpuMeter.spent(before, self.meter.read())
+        figures.cpu["load generator"] = wrk_cpu + figures.cpu.pop("bench")
+
     async def baseline(self, label: str, bursty: bool, tag: str) -> Figures:
         await self.settle()
         before = self.meter.read()
@@ -256,13 +266,14 @@ class Bench:
             raw_sender(self.client, self.settings),
             seconds=self.args.seconds,
         )
-        figures.cpu = CpuMeter.spent(before, self.meter.read())
-        figures.cpu["load generator"] = figures.cpu.pop("bench")
+        self.account(figures, before)
         return figures
 
     async def service(self, label: str, bursty: bool, tag: str) -> Figures:
         await self.settle()
         signed = presign(workload(self.args.events, bursty, tag))
+        requests = [webhook_request(self.api_host, b, s) for b, s in signed]
+        await self.http.aclose()  # fresh connections: idle ones may have timed out
         before = self.meter.read()
         if self.use_wrk:
             figures, generator_cpu = run_wrk(
@@ -274,16 +285,12 @@ class Bench:
                 self.workdir,
                 self.args.seconds,
             )
-            figures.cpu = CpuMeter.spent(before, self.meter.read())
-            figures.cpu["load generator"] = generator_cpu + figures.cpu.pop("bench")
+            self.account(figures, before, generator_cpu)
             return figures
-        await self.http.aclose()  # fresh connections: idle ones may have timed out
-        requests = [webhook_request(self.api_host, b, s) for b, s in signed]
         figures = await closed_loop(
             label, requests, self.args.concurrency, self.http.send, seconds=self.args.seconds
         )
-        figures.cpu = CpuMeter.spent(before, self.meter.read())
-        figures.cpu["load generator"] = figures.cpu.pop("bench")
+        self.account(figures, before)
         return figures
 
     async def half_load(self, side: str, rate: float, tag: str) -> Figures:
@@ -291,19 +298,16 @@ class Bench:
         await self.settle()
         count = max(20, int(rate * self.args.half_load_seconds))
         label = f"{side} at ½ load"
+        envelopes = workload(count, False, tag)
+        requests = [webhook_request(self.api_host, b, s) for b, s in presign(envelopes)]
+        await self.http.aclose()  # fresh connections: idle ones may have timed out
         before = self.meter.read()
         if side == "baseline":
-            items: list[Any] = workload(count, False, tag)
-            figures = await open_loop(label, items, rate, raw_sender(self.client, self.settings))
+            sender = raw_sender(self.client, self.settings)
+            figures = await open_loop(label, envelopes, rate, sender)
         else:
-            await self.http.aclose()  # fresh connections: idle ones may have timed out
-            items = [
-                webhook_request(self.api_host, b, s)
-                for b, s in presign(workload(count, False, tag))
-            ]
-            figures = await open_loop(label, items, rate, self.http.send)
-        figures.cpu = CpuMeter.spent(before, self.meter.read())
-        figures.cpu["load generator"] = figures.cpu.pop("bench")
+            figures = await open_loop(label, requests, rate, self.http.send)
+        self.account(figures, before)
         return figures
 
 
