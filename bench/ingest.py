@@ -319,44 +319,51 @@ class Bench:
         return figures
 
 
-async def compare(bench: Bench, kind: str, rounds: int) -> list[tuple[Figures, Figures]]:
+async def alternate(
+    rounds: int,
+    baseline: Callable[[int], Awaitable[Figures]],
+    service: Callable[[int], Awaitable[Figures]],
+    describe: Callable[[Figures, Figures], str],
+) -> list[tuple[Figures, Figures]]:
     """``rounds`` pairs, the order alternating (baseline first, then service first, ...) so a
     drift in the machine's state over the run does not favour one side."""
-    bursty = kind == "bursty"
     pairs = []
     for r in range(rounds):
-        tags = (f"b{kind[0]}{r}", f"s{kind[0]}{r}")
         if r % 2 == 0:
-            base = await bench.baseline(f"baseline {kind}", bursty, tags[0])
-            service = await bench.service(f"service {kind}", bursty, tags[1])
+            base = await baseline(r)
+            other = await service(r)
         else:
-            service = await bench.service(f"service {kind}", bursty, tags[1])
-            base = await bench.baseline(f"baseline {kind}", bursty, tags[0])
-        console.print(
-            f"  {kind} round {r + 1}: baseline {base.rate:.0f}/s, service {service.rate:.0f}/s, "
-            f"ratio {service.rate / base.rate:.2f}"
-        )
-        pairs.append((base, service))
+            other = await service(r)
+            base = await baseline(r)
+        console.print(f"  round {r + 1}: {describe(base, other)}")
+        pairs.append((base, other))
     return pairs
+
+
+async def compare(bench: Bench, kind: str, rounds: int) -> list[tuple[Figures, Figures]]:
+    bursty = kind == "bursty"
+    return await alternate(
+        rounds,
+        lambda r: bench.baseline(f"baseline {kind}", bursty, f"b{kind[0]}{r}"),
+        lambda r: bench.service(f"service {kind}", bursty, f"s{kind[0]}{r}"),
+        lambda b, s: (
+            f"{kind}: baseline {b.rate:.0f}/s, service {s.rate:.0f}/s, ratio {s.rate / b.rate:.2f}"
+        ),
+    )
 
 
 async def compare_half_load(
     bench: Bench, rate: float, rounds: int
 ) -> list[tuple[Figures, Figures]]:
-    pairs = []
-    for r in range(rounds):
-        if r % 2 == 0:
-            base = await bench.half_load("baseline", rate, f"hb{r}")
-            service = await bench.half_load("service", rate, f"hs{r}")
-        else:
-            service = await bench.half_load("service", rate, f"hs{r}")
-            base = await bench.half_load("baseline", rate, f"hb{r}")
-        console.print(
-            f"  ½ load round {r + 1}: p99 baseline {base.pct(99):.0f} ms, "
-            f"service {service.pct(99):.0f} ms, ratio {service.pct(99) / base.pct(99):.2f}"
-        )
-        pairs.append((base, service))
-    return pairs
+    return await alternate(
+        rounds,
+        lambda r: bench.half_load("baseline", rate, f"hb{r}"),
+        lambda r: bench.half_load("service", rate, f"hs{r}"),
+        lambda b, s: (
+            f"½ load: p99 baseline {b.pct(99):.0f} ms, service {s.pct(99):.0f} ms, "
+            f"ratio {s.pct(99) / b.pct(99):.2f}"
+        ),
+    )
 
 
 async def main(args: argparse.Namespace) -> None:

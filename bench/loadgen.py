@@ -115,9 +115,12 @@ class RawHttp:
             if not reader.at_eof():
                 return reader, writer, True
             writer.close()
+        return *await self._open(), False
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await asyncio.open_connection(self.host, self.port)
         self._all.append(writer)
-        return reader, writer, False
+        return reader, writer
 
     async def send(self, request: bytes) -> None:
         reader, writer, reused = await self._connection()
@@ -130,8 +133,7 @@ class RawHttp:
             # The server closed it while idle (uvicorn's keep-alive timeout) before reading
             # this request: send it again on a new connection.
             writer.close()
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-            self._all.append(writer)
+            reader, writer = await self._open()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
