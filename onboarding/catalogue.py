@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from onboarding.datapoints import WEBHOOK_PREFIXES
 from onboarding.models import ConnectionStatus, Source
 
 
@@ -25,6 +26,7 @@ class Effect(StrEnum):
     UPLOADS_CREATED = "uploads_created"
     UPLOADS_REMOVED = "uploads_removed"
     UI_EVENT = "ui_event"
+    SESSION = "session"
 
 
 @dataclass(frozen=True)
@@ -33,37 +35,22 @@ class EventSpec:
     source: Source
     effect: Effect
     arg: str | None
-    carries_user: bool
     summary: str
 
 
-def _webhook(
-    name: str, effect: Effect, arg: str | None, summary: str, *, user: bool = True
-) -> EventSpec:
-    return EventSpec(name, Source.WEBHOOK, effect, arg, user, summary)
+def _webhook(name: str, effect: Effect, arg: str | None, summary: str) -> EventSpec:
+    return EventSpec(name, Source.WEBHOOK, effect, arg, summary)
 
 
 def _widget(name: str, effect: Effect, arg: str | None, summary: str) -> EventSpec:
-    return EventSpec(name, Source.WIDGET, effect, arg, True, summary)
+    return EventSpec(name, Source.WIDGET, effect, arg, summary)
 
 
 def _reconcile(name: str, effect: Effect, arg: str | None, summary: str) -> EventSpec:
-    return EventSpec(name, Source.RECONCILE, effect, arg, True, summary)
+    return EventSpec(name, Source.RECONCILE, effect, arg, summary)
 
 
-_DATA_TYPES = {
-    "IDENTITY": "identity",
-    "RATING": "rating",
-    "TRANSACTIONS": "transactions",
-    "DOCUMENTS": "documents",
-    "EMPLOYMENTS": "employments",
-    "INCOMES": "incomes",
-    "CONTRIBUTIONS": "contributions",
-    "EINCOMES": "eincomes",
-    "LIABILITIES": "liabilities",
-    "INSIGHT": "insight",
-    "LINK": "link",
-}
+_DATA_TYPES = WEBHOOK_PREFIXES
 # Data types for which Smile also sends *_UPDATED (RefWebhookEventType in the OpenAPI spec).
 _UPDATABLE = ("DOCUMENTS", "EMPLOYMENTS", "INCOMES", "CONTRIBUTIONS", "EINCOMES", "LIABILITIES")
 
@@ -98,8 +85,9 @@ _SPECS: list[EventSpec] = [
         "TASK_FINISHED",
         Effect.TASK,
         None,
-        "sync task gets its `status`; `SUCCEEDED` on a connected account or an archive "
-        "makes data ready (the `payload` is never stored)",
+        "sync task gets its `status`; `SUCCEEDED` makes data ready, whatever the `sourceType` "
+        "(`ACCOUNT`, `UPLOAD`, `ARCHIVE`, `SOCIAL_SECURITY`), and on an `ACCOUNT` proves that "
+        "account `connected` (the `payload` is never stored)",
     ),
     _webhook(
         "ACCOUNT_SYNC_TASK_FINISHED",
@@ -108,7 +96,12 @@ _SPECS: list[EventSpec] = [
         "periodic re-sync result recorded per account; does not change the stage",
     ),
     _webhook("ARCHIVE_STARTED", Effect.ARCHIVE, "started", "archive `archiveId` is `started`"),
-    _webhook("ARCHIVE_ANALYZED", Effect.ARCHIVE, "analyzed", "archive is `analyzed`"),
+    _webhook(
+        "ARCHIVE_ANALYZED",
+        Effect.ARCHIVE,
+        "analyzed",
+        "archive is `analyzed`: its documents were converted into data, so data is ready",
+    ),
     _webhook("ARCHIVE_REVOKED", Effect.ARCHIVE, "revoked", "archive is `revoked`"),
     _webhook(
         "ARCHIVE_FAILED",
@@ -123,7 +116,8 @@ _SPECS: list[EventSpec] = [
             f"{prefix}_ADDED",
             Effect.DATA,
             dtype,
-            f"`{dtype}` data received (events and `count` summed)",
+            f"`{dtype}` data received (events and `count` summed); proves its `accountId` "
+            "`connected`",
         )
         for prefix, dtype in _DATA_TYPES.items()
     ],
@@ -132,7 +126,8 @@ _SPECS: list[EventSpec] = [
             f"{prefix}_UPDATED",
             Effect.DATA,
             _DATA_TYPES[prefix],
-            f"`{_DATA_TYPES[prefix]}` data received (events and `count` summed)",
+            f"`{_DATA_TYPES[prefix]}` data received (events and `count` summed); proves its "
+            "`accountId` `connected`",
         )
         for prefix in _UPDATABLE
     ],
@@ -142,17 +137,28 @@ _SPECS: list[EventSpec] = [
             Effect.HISTORY_ONLY,
             None,
             "carries no `userId`: accepted, logged, matched to no onboarding",
-            user=False,
         )
         for name in (
             "VERIFICATION_STARTED",
             "VERIFICATION_COMPLETED",
             "RECORD_CREATED",
             "RECORD_COMPLETED",
-            "USER_SESSION_COMPLETED",
-            "USER_SESSION_RESET",
         )
     ],
+    _webhook(
+        "USER_SESSION_COMPLETED",
+        Effect.SESSION,
+        None,
+        "user at `data.session.userId`: the Wink session is `COMPLETED` (its `payload` is "
+        "never stored); does not change the stage",
+    ),
+    _webhook(
+        "USER_SESSION_RESET",
+        Effect.SESSION,
+        None,
+        "user at `data.session.userId`: the Wink session was reset (`IN_PROGRESS`); does "
+        "not change the stage",
+    ),
     _reconcile(
         "ACCOUNT_AWAITING_MFA",
         Effect.ACCOUNT,
@@ -179,10 +185,10 @@ _SPECS: list[EventSpec] = [
         "onAccountError",
         Effect.ACCOUNT,
         ConnectionStatus.ERROR,
-        "hint: account is `error` with `errorCode`",
+        "hint: account is `error` with `errorCode` (ignored without `accountId`)",
     ),
     _widget("onTokenExpired", Effect.TOKEN_EXPIRED, None, "link token reported expired"),
-    _widget("onClose", Effect.WIDGET_CLOSED, None, "widget `closed` with its `reason`"),
+    _widget("onClose", Effect.WIDGET_CLOSED, None, "widget `closed` with its `reason` (if any)"),
     _widget(
         "onUploadsCreated",
         Effect.UPLOADS_CREATED,
@@ -194,8 +200,9 @@ _SPECS: list[EventSpec] = [
         "onUIEvent",
         Effect.UI_EVENT,
         None,
-        "widget `open` on screen `eventName`; `MfaPageOpened` marks the account "
-        "`awaiting_mfa` (hint)",
+        "widget `open` on screen `eventName`; `MfaPageOpened` marks `account.accountId` "
+        "`awaiting_mfa` (hint), or with only `account.providerId` shows that provider's "
+        "`pending` accounts as `awaiting_mfa`",
     ),
 ]
 

@@ -353,7 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = operator("start", "create a Smile user and start its onboarding")
     start.add_argument("--metadata", default=None, help="externalMetadata as a JSON object")
-    start.add_argument("--required-data", default=None, help="e.g. identity,incomes")
+    start.add_argument(
+        "--required-data",
+        default=None,
+        help="Smile datapoints, any case, e.g. IDENTITIES,INCOMES",
+    )
     start.add_argument("--set", type=_parse_assignment, action="append", metavar="STAGE=DURATION",
                        help="a stall timeout for this onboarding (repeatable)")  # fmt: skip
     start.add_argument("--idempotency-key", default=None)

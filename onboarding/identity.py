@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 WORKFLOW_ID_PREFIX = "onboarding-"
 WORKFLOW_TYPE = "OnboardingWorkflow"
@@ -21,3 +22,13 @@ def user_id_from(workflow_id: str) -> str:
 
 def is_valid_user_id(user_id: str) -> bool:
     return bool(_USER_ID.fullmatch(user_id))
+
+
+def user_id_in(data: dict[str, Any]) -> object | None:
+    """Where a webhook names its user: ``data.userId``, or ``data.session.userId`` for the
+    session events (``USER_SESSION_COMPLETED``, ``USER_SESSION_RESET``). Not yet validated."""
+    found: object | None = data.get("userId")
+    session = data.get("session")
+    if found is None and isinstance(session, dict):
+        found = session.get("userId")
+    return found

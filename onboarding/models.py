@@ -4,12 +4,22 @@ and the tests all speak the same language."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+
+def _assume_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_assume_utc)]
+"""A datetime that is always aware: one without a time zone is read as UTC. Every time that
+enters the core is one of these, since comparing naive and aware datetimes raises (inside a
+workflow, that would fail its task forever)."""
 
 
 class CamelModel(BaseModel):
@@ -26,10 +36,6 @@ class Stage(StrEnum):
     CONNECTED = "connected"
     UPLOADS = "uploads"
     DATA_READY = "data_ready"
-
-    @property
-    def rank(self) -> int:
-        return list(Stage).index(self)
 
 
 STALLABLE_STAGES: tuple[Stage, ...] = tuple(s for s in Stage if s is not Stage.DATA_READY)
@@ -93,19 +99,27 @@ class ConnectionStatus(StrEnum):
 # --- what arrives -------------------------------------------------------------------------------
 
 
+def _no_data_is_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
 class SmileWebhook(BaseModel):
-    """Smile's webhook envelope, exactly as documented: ``{id, version, type, createdAt, data}``.
+    """Smile's webhook envelope, as documented: ``{id, version, type, createdAt, data}``.
 
     ``type`` is a plain string on purpose: Smile adds event types over time and an unknown one must
-    be accepted and recorded, never rejected."""
+    be accepted and recorded, never rejected. So is any ``version``: the event is applied where
+    its fields parse, and the onboarding counts it by version. ``createdAt`` without a time zone
+    is read as UTC; ``data`` may be absent or null."""
 
     model_config = ConfigDict(populate_by_name=True, strict=False)
 
     id: str = Field(min_length=1, max_length=256)
     version: int
     type: str = Field(min_length=1, max_length=128)
-    created_at: AwareDatetime = Field(alias="createdAt")
-    data: dict[str, Any]
+    created_at: UtcDatetime = Field(alias="createdAt")
+    data: Annotated[dict[str, Any], BeforeValidator(_no_data_is_empty)] = Field(
+        default_factory=dict
+    )
 
 
 class Event(CamelModel):
@@ -114,9 +128,10 @@ class Event(CamelModel):
     id: str
     type: str
     source: Source
-    created_at: datetime
-    received_at: datetime
+    created_at: UtcDatetime
+    received_at: UtcDatetime
     data: dict[str, Any] = Field(default_factory=dict)
+    version: int = 1  # the webhook envelope's version; widget and reconcile events are 1
 
     @property
     def dedupe_key(self) -> str:
@@ -153,6 +168,7 @@ class Archive(CamelModel):
     reported_by: Source
     updated_at: datetime
     event_id: str
+    ever_analyzed: bool = False  # analyzed at some point: its data was extracted
 
 
 class DataReceived(CamelModel):
@@ -195,11 +211,23 @@ class WidgetState(CamelModel):
     screen_event_id: str | None = None
     uploads_created: int = 0
     uploads_removed: int = 0
+    # MfaPageOpened naming only a provider: provider -> latest time (a hint for its accounts)
+    mfa_providers: dict[str, datetime] = Field(default_factory=dict)
 
 
 class Invite(CamelModel):
     invite_id: str | None = None
     status: str
+    updated_at: datetime
+    event_id: str
+
+
+class UserSession(CamelModel):
+    """The user's Wink session (USER_SESSION_COMPLETED / USER_SESSION_RESET)."""
+
+    status: str  # Smile's UserSessionStatus: IN_PROGRESS, COMPLETED, REVOKED
+    channel: str | None = None
+    event_type: str
     updated_at: datetime
     event_id: str
 
@@ -211,6 +239,7 @@ class EventRecord(CamelModel):
     created_at: datetime
     received_at: datetime
     known: bool = True
+    version: int = 1
 
 
 class Facts(CamelModel):
@@ -226,8 +255,11 @@ class Facts(CamelModel):
     token: TokenState = Field(default_factory=TokenState)
     widget: WidgetState = Field(default_factory=WidgetState)
     invite: Invite | None = None
+    session: UserSession | None = None
     last_event_at: datetime | None = None
     unknown_types: list[str] = Field(default_factory=list)
+    # Webhooks whose envelope version is not 1: version -> count (applied where fields parse)
+    other_versions: dict[str, int] = Field(default_factory=dict)
 
 
 class Journal(CamelModel):
@@ -353,6 +385,7 @@ class OnboardingView(CamelModel):
     token: TokenState
     widget: WidgetState
     invite: Invite | None
+    session: UserSession | None = None
     last_event_at: datetime | None
     timeouts: Timeouts
     deadlines: Deadlines
@@ -363,4 +396,5 @@ class OnboardingView(CamelModel):
     events_total: int
     duplicates_ignored: int
     unknown_types: list[str]
+    other_versions: dict[str, int] = Field(default_factory=dict)
     runs: int

@@ -3,7 +3,12 @@
 
 Every fact merges commutatively, so any permutation of the same events (with any duplicates)
 ends in the same facts: sets are unions, counters are sums over deduplicated events, and every
-status is last-writer-wins ordered by ``(proof beats hint, createdAt, event id, value)``."""
+status is last-writer-wins ordered by ``(proof beats hint, createdAt, lifecycle, content)``.
+
+Smile's ``createdAt`` has one-second precision, so ties are common; they are broken by what the
+events mean (an account is created before it connects), never by their ids. The event id comes
+last only to pick which of two events saying exactly the same thing is remembered as the
+source."""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from onboarding.models import (
     Source,
     Stage,
     SyncTask,
+    UserSession,
 )
 
 DEFAULT_DEDUPE_WINDOW = 10_000
@@ -83,6 +89,9 @@ class StateMachine:
         facts = self.journal.facts
         if facts.last_event_at is None or event.created_at > facts.last_event_at:
             facts.last_event_at = event.created_at
+        if event.version != 1:
+            version = str(event.version)
+            facts.other_versions[version] = facts.other_versions.get(version, 0) + 1
         if spec is None:
             if event.type not in facts.unknown_types:
                 bisect.insort(facts.unknown_types, event.type)
@@ -105,6 +114,7 @@ class StateMachine:
             created_at=event.created_at,
             received_at=event.received_at,
             known=known,
+            version=event.version,
         )
         history = self.journal.history
         bisect.insort(history, record, key=lambda r: (r.created_at, r.source.value, r.id))
@@ -129,16 +139,13 @@ def derive_stage(facts: Facts, required_data: Iterable[str]) -> Stage:
 
 
 def is_data_ready(facts: Facts, required_data: Iterable[str]) -> bool:
-    """Data is ready when Smile says a sync task succeeded for a proven-connected account or an
-    archive, or when every required data type has arrived. Widget claims never count."""
-    for task in facts.tasks.values():
-        if task.kind != "task" or not task.succeeded:
-            continue
-        if task.source_type == "ARCHIVE":
-            return True
-        account = facts.accounts.get(task.source_id)
-        if task.source_type == "ACCOUNT" and account is not None and account.ever_connected:
-            return True
+    """Data is ready when Smile says so: a sync task succeeded (for an account, an upload, an
+    archive or a record), an archive was analyzed into data, or every required data type
+    arrived. Widget claims never count: the widget sends no task, archive or data events."""
+    if any(t.kind == "task" and t.succeeded for t in facts.tasks.values()):
+        return True
+    if any(a.ever_analyzed for a in facts.archives.values()):
+        return True
     required = list(required_data)
     return bool(required) and all(dtype in facts.data for dtype in required)
 
@@ -146,6 +153,55 @@ def is_data_ready(facts: Facts, required_data: Iterable[str]) -> bool:
 def has_uploads(facts: Facts) -> bool:
     live_archive = any(a.status in ("started", "analyzed") for a in facts.archives.values())
     return live_archive or facts.widget.uploads_created > facts.widget.uploads_removed
+
+
+def presented_accounts(facts: Facts) -> list[Account]:
+    """The accounts as an operator should see them: a ``pending`` account of a provider whose
+    MFA screen the widget opened since (``MfaPageOpened`` naming only the provider) is shown
+    ``awaiting_mfa``. Derived here rather than stored, so it cannot depend on arrival order."""
+    shown = []
+    for account_id in sorted(facts.accounts):
+        account = facts.accounts[account_id]
+        hinted = [facts.widget.mfa_providers.get(p) for p in account.providers]
+        if account.status is ConnectionStatus.PENDING and any(
+            at is not None and at >= account.updated_at for at in hinted
+        ):
+            account = account.model_copy(update={"status": ConnectionStatus.AWAITING_MFA})
+        shown.append(account)
+    return shown
+
+
+# --- tie-breaks: what the events mean, in each register's lifecycle ---------------------------
+
+# An account is created, may wait for MFA, fails or connects, and is disconnected last. When a
+# failure and a connection share a second, the user retried and connected: that is what
+# reconciliation would find at Smile, so `connected` ranks above `error`.
+_ACCOUNT_LIFECYCLE = {
+    ConnectionStatus.PENDING: 0,
+    ConnectionStatus.AWAITING_MFA: 1,
+    ConnectionStatus.ERROR: 2,
+    ConnectionStatus.CONNECTED: 3,
+    ConnectionStatus.DISCONNECTED: 4,
+}
+# An archive is started, fails or is analyzed, and is revoked last.
+_ARCHIVE_LIFECYCLE = {"started": 0, "failed": 1, "analyzed": 2, "revoked": 3}
+# A task is started and then finishes; a success in the same second as a failure wins.
+_TASK_LIFECYCLE = {"STARTED": 0, "FAILED": 2, "SUCCEEDED": 3}
+_INVITE_LIFECYCLE = {"invited": 0, "linked": 1}
+_WIDGET_LIFECYCLE = {"open": 0, "closed": 1}
+# A session is completed, then possibly reset to start again.
+_SESSION_LIFECYCLE = {"USER_SESSION_COMPLETED": 0, "USER_SESSION_RESET": 1}
+
+Rank = tuple[bool, datetime, int, tuple[str, ...], str, str]
+
+
+def _rank(
+    source: Source, at: datetime, lifecycle: int, content: tuple[str | None, ...], event_id: str
+) -> Rank:
+    """Proof beats hint, then the later event, then the later step of the lifecycle, then the
+    content (so that two same-second errors settle on the same one whatever their ids), then
+    the source (a webhook and a reconciliation saying the same)."""
+    return (source.is_proof, at, lifecycle, tuple(c or "" for c in content), source, event_id)
 
 
 # --- effects: one per catalogue entry kind --------------------------------------------------
@@ -157,17 +213,11 @@ def _str(data: dict[str, Any], key: str) -> str | None:
 
 
 def _providers(data: dict[str, Any]) -> list[str]:
-    found = [p for p in data.get("providers") or [] if isinstance(p, str)]
+    found = [p for p in data.get("providers") or [] if isinstance(p, str) and p]
     provider_id = _str(data, "providerId")
     if provider_id:
         found.append(provider_id)
     return found
-
-
-def _rank(
-    source: Source, at: datetime, event_id: str, value: str
-) -> tuple[bool, datetime, str, str]:
-    return (source.is_proof, at, event_id, value)
 
 
 def _user(facts: Facts, event: Event, spec: EventSpec) -> None:
@@ -204,9 +254,19 @@ def _set_account_status(
         return
     current.providers = sorted(set(current.providers) | set(_providers(event.data)))
     current.ever_connected = current.ever_connected or proven
-    incoming = _rank(event.source, event.created_at, event.id, status.value)
+    incoming = _rank(
+        event.source,
+        event.created_at,
+        _ACCOUNT_LIFECYCLE[status],
+        (error_code, error_message),
+        event.id,
+    )
     existing = _rank(
-        current.reported_by, current.updated_at, current.event_id, current.status.value
+        current.reported_by,
+        current.updated_at,
+        _ACCOUNT_LIFECYCLE[current.status],
+        (current.error_code, current.error_message),
+        current.event_id,
     )
     if incoming > existing:
         current.status = status
@@ -217,6 +277,13 @@ def _set_account_status(
         current.event_id = event.id
 
 
+def _prove_connected(facts: Facts, event: Event, account_id: str | None) -> None:
+    """Data from an account proves it connected: Smile sends ``ACCOUNT_CONNECTED`` only for
+    providers that need a login, so for the others this is the only proof there is."""
+    if account_id is not None and event.source.is_proof:
+        _set_account_status(facts, event, account_id, ConnectionStatus.CONNECTED)
+
+
 def _task(facts: Facts, event: Event, spec: EventSpec) -> None:
     kind = "sync" if spec.effect is Effect.SYNC_TASK else "task"
     source_id = _str(event.data, "sourceId") or _str(event.data, "accountId")
@@ -225,16 +292,19 @@ def _task(facts: Facts, event: Event, spec: EventSpec) -> None:
     source_type = (_str(event.data, "sourceType") or "ACCOUNT").upper()
     task_type = _str(event.data, "taskType") or "UNKNOWN"
     status = (_str(event.data, "status") or "STARTED").upper()
+    error_code = _str(event.data, "errorCode")
     key = f"{kind}:{source_type}:{source_id}:{task_type}"
     current = facts.tasks.get(key)
     succeeded = status == "SUCCEEDED"
+    if succeeded and source_type == "ACCOUNT":
+        _prove_connected(facts, event, source_id)
     if current is None:
         facts.tasks[key] = SyncTask(
             source_id=source_id,
             source_type=source_type,
             task_type=task_type,
             status=status,
-            error_code=_str(event.data, "errorCode"),
+            error_code=error_code,
             succeeded=succeeded,
             kind=kind,
             updated_at=event.created_at,
@@ -242,13 +312,23 @@ def _task(facts: Facts, event: Event, spec: EventSpec) -> None:
         )
         return
     current.succeeded = current.succeeded or succeeded
-    if (event.created_at, event.id, status) > (
+    incoming = _rank(
+        event.source,
+        event.created_at,
+        _TASK_LIFECYCLE.get(status, 1),
+        (status, error_code),
+        event.id,
+    )
+    existing = _rank(
+        event.source,  # tasks come from Smile only: the source never decides
         current.updated_at,
+        _TASK_LIFECYCLE.get(current.status, 1),
+        (current.status, current.error_code),
         current.event_id,
-        current.status,
-    ):
+    )
+    if incoming > existing:
         current.status = status
-        current.error_code = _str(event.data, "errorCode")
+        current.error_code = error_code
         current.updated_at = event.created_at
         current.event_id = event.id
 
@@ -259,6 +339,7 @@ def _archive(facts: Facts, event: Event, spec: EventSpec) -> None:
         return
     status = spec.arg
     failed = status == "failed"
+    analyzed = status == "analyzed" and event.source.is_proof
     current = facts.archives.get(archive_id)
     candidate = Archive(
         archive_id=archive_id,
@@ -268,23 +349,40 @@ def _archive(facts: Facts, event: Event, spec: EventSpec) -> None:
         reported_by=event.source,
         updated_at=event.created_at,
         event_id=event.id,
+        ever_analyzed=analyzed or (current is not None and current.ever_analyzed),
     )
-    if current is None or _rank(event.source, event.created_at, event.id, status) > _rank(
-        current.reported_by, current.updated_at, current.event_id, current.status
-    ):
+    if current is None or _archive_rank(candidate) > _archive_rank(current):
         facts.archives[archive_id] = candidate
+    else:
+        current.ever_analyzed = candidate.ever_analyzed
+
+
+def _archive_rank(archive: Archive) -> Rank:
+    return _rank(
+        archive.reported_by,
+        archive.updated_at,
+        _ARCHIVE_LIFECYCLE.get(archive.status, 0),
+        (archive.error_code, archive.error_message),
+        archive.event_id,
+    )
 
 
 def _invite(facts: Facts, event: Event, spec: EventSpec) -> None:
     status = spec.arg or "unknown"
+    invite_id = _str(event.data, "inviteId")
     current = facts.invite
-    if current is None or (event.created_at, event.id, status) > (
+    incoming = _rank(
+        event.source, event.created_at, _INVITE_LIFECYCLE.get(status, 0), (invite_id,), event.id
+    )
+    if current is None or incoming > _rank(
+        event.source,
         current.updated_at,
+        _INVITE_LIFECYCLE.get(current.status, 0),
+        (current.invite_id,),
         current.event_id,
-        current.status,
     ):
         facts.invite = Invite(
-            invite_id=_str(event.data, "inviteId"),
+            invite_id=invite_id,
             status=status,
             updated_at=event.created_at,
             event_id=event.id,
@@ -299,6 +397,35 @@ def _data(facts: Facts, event: Event, spec: EventSpec) -> None:
     received.items += count if isinstance(count, int) and not isinstance(count, bool) else 1
     if received.last_at is None or event.created_at > received.last_at:
         received.last_at = event.created_at
+    _prove_connected(facts, event, _str(event.data, "accountId"))
+
+
+def _session(facts: Facts, event: Event, spec: EventSpec) -> None:
+    session = event.data.get("session")
+    if not isinstance(session, dict):
+        return
+    status = _str(session, "status") or (
+        "COMPLETED" if event.type == "USER_SESSION_COMPLETED" else "IN_PROGRESS"
+    )
+    channel = _str(session, "channel")
+    lifecycle = _SESSION_LIFECYCLE.get(event.type, 0)
+    current = facts.session
+    if current is None or _rank(
+        event.source, event.created_at, lifecycle, (status, channel), event.id
+    ) > _rank(
+        event.source,
+        current.updated_at,
+        _SESSION_LIFECYCLE.get(current.event_type, 0),
+        (current.status, current.channel),
+        current.event_id,
+    ):
+        facts.session = UserSession(
+            status=status,
+            channel=channel,
+            event_type=event.type,
+            updated_at=event.created_at,
+            event_id=event.id,
+        )
 
 
 def _history_only(facts: Facts, event: Event, spec: EventSpec) -> None:
@@ -314,10 +441,13 @@ def _token_expired(facts: Facts, event: Event, spec: EventSpec) -> None:
 
 def _widget_state(facts: Facts, event: Event, state: str, reason: str | None) -> None:
     widget = facts.widget
-    if widget.updated_at is None or (event.created_at, event.id, state) > (
+    incoming = _rank(event.source, event.created_at, _WIDGET_LIFECYCLE[state], (reason,), event.id)
+    if widget.updated_at is None or incoming > _rank(
+        event.source,
         widget.updated_at,
+        _WIDGET_LIFECYCLE.get(widget.state, 0),
+        (widget.close_reason,),
         widget.event_id or "",
-        widget.state,
     ):
         widget.state = state
         widget.close_reason = reason
@@ -335,16 +465,24 @@ def _ui_event(facts: Facts, event: Event, spec: EventSpec) -> None:
     widget = facts.widget
     if screen is not None and (
         widget.screen_updated_at is None
-        or (event.created_at, event.id) > (widget.screen_updated_at, widget.screen_event_id or "")
+        or (event.created_at, screen, event.id)
+        > (widget.screen_updated_at, widget.last_screen or "", widget.screen_event_id or "")
     ):
         widget.last_screen = screen
         widget.screen_updated_at = event.created_at
         widget.screen_event_id = event.id
     account = event.data.get("account")
-    if screen == "MfaPageOpened" and isinstance(account, dict):
-        account_id = _str(account, "accountId")
-        if account_id is not None:
-            _set_account_status(facts, event, account_id, ConnectionStatus.AWAITING_MFA)
+    if screen != "MfaPageOpened" or not isinstance(account, dict):
+        return
+    account_id = _str(account, "accountId")
+    if account_id is not None:
+        _set_account_status(facts, event, account_id, ConnectionStatus.AWAITING_MFA)
+        return
+    provider_id = _str(account, "providerId")
+    if provider_id is not None:
+        seen = widget.mfa_providers.get(provider_id)
+        if seen is None or event.created_at > seen:
+            widget.mfa_providers[provider_id] = event.created_at
 
 
 def _uploads_created(facts: Facts, event: Event, spec: EventSpec) -> None:
@@ -363,6 +501,7 @@ _EFFECTS = {
     Effect.ARCHIVE: _archive,
     Effect.INVITE: _invite,
     Effect.DATA: _data,
+    Effect.SESSION: _session,
     Effect.HISTORY_ONLY: _history_only,
     Effect.TOKEN_EXPIRED: _token_expired,
     Effect.WIDGET_CLOSED: _widget_closed,

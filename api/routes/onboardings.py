@@ -64,7 +64,10 @@ class StartBody(CamelModel):
     )
     timeouts: TimeoutsBody | None = Field(None, description="Per-onboarding timeouts")
     required_data: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
-        None, max_length=20, description="Data types that make this onboarding data-ready"
+        None,
+        max_length=20,
+        description="Data types that make this onboarding data-ready, as Smile's datapoints "
+        "name them (IDENTITIES, EMPLOYMENTS, INCOMES, …; any case)",
     )
 
 
@@ -99,7 +102,7 @@ async def start_onboarding(
     timeouts = _change(body.timeouts) if body.timeouts is not None else None
     request = StartRequest(
         external_metadata=body.external_metadata,
-        required_data=[d.lower() for d in body.required_data] if body.required_data else None,
+        required_data=body.required_data,
         timeouts=timeouts,
     )
     issued, view = await onboardings.start(request, idempotency_key)

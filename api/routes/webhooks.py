@@ -15,7 +15,7 @@ from api.deps import IngestDep, SettingsDep
 from api.problems import Problem, ProblemError, describe_validation_error
 from api.signatures import SIGNATURE_HEADER, verify
 from onboarding.compact import compact_data
-from onboarding.identity import is_valid_user_id
+from onboarding.identity import is_valid_user_id, user_id_in
 from onboarding.models import CamelModel, Event, SmileWebhook, Source
 
 logger = logging.getLogger("onboarding.webhooks")
@@ -40,6 +40,7 @@ def _event_from(envelope: SmileWebhook) -> Event:
         created_at=envelope.created_at,
         received_at=datetime.now(UTC),
         data=compact_data(envelope.data),
+        version=envelope.version,
     )
 
 
@@ -76,7 +77,7 @@ async def receive_smile_webhook(
         raise ProblemError(
             400, f"not a Smile webhook envelope: {describe_validation_error(err)}"
         ) from None
-    user_id = envelope.data.get("userId")
+    user_id = user_id_in(envelope.data)
     if user_id is None:
         logger.info(
             "webhook %s (%s) carries no userId; matched no onboarding", envelope.id, envelope.type

@@ -127,6 +127,66 @@ async def test_events_without_a_user_match_no_onboarding(
     assert "matched no onboarding" in response.json()["detail"]
 
 
+async def test_session_events_reach_the_user_named_in_the_session(
+    api: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    user = unique_user()
+    completed = {
+        "id": "et-" + "1" * 32,
+        "version": 1,
+        "type": "USER_SESSION_COMPLETED",
+        "createdAt": "2021-04-14T09:30:24Z",
+        "data": {
+            "session": {"userId": user, "channel": "WinkSite", "status": "COMPLETED"},
+            "payload": {"forms": [{"id": "form-1", "data": {"ssn": "123-45-6789"}}]},
+        },
+    }
+    body = json.dumps(completed).encode()
+    response = await api.post(URL, content=body, headers=signed(body))
+    assert response.status_code == 202, response.text
+    assert response.json()["outcome"] == "signalled"
+    view = await state(api, admin, user)
+    assert view["session"]["status"] == "COMPLETED"
+    assert view["session"]["channel"] == "WinkSite"
+    assert "123-45-6789" not in json.dumps(view)  # the session's payload is never stored
+
+
+async def test_envelope_tolerance_naive_time_no_data_and_other_versions(
+    api: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    user = unique_user()
+    naive = json.loads(webhook_body("ACCOUNT_CREATED", user))
+    naive["createdAt"] = "2021-04-14T09:30:24"  # no time zone: read as UTC
+    version_two = json.loads(webhook_body("ACCOUNT_CONNECTED", user))
+    version_two["version"] = 2
+    version_two["createdAt"] = "2021-04-14T09:30:25+00:00"
+    for envelope in (naive, version_two):
+        body = json.dumps(envelope).encode()
+        response = await api.post(URL, content=body, headers=signed(body))
+        assert response.status_code == 202, response.text
+
+    async def applied() -> dict:  # type: ignore[type-arg]
+        view = (await api.get(f"/onboardings/{user}", headers=admin)).json()
+        assert view["eventsTotal"] == 2
+        return view  # type: ignore[no-any-return]
+
+    view = await eventually(applied)
+    assert view["stage"] == "connected"  # the version-2 event applied where its fields parse
+    assert view["otherVersions"] == {"2": 1}
+    versions = {e["type"]: e["version"] for e in view["events"]}
+    assert versions == {"ACCOUNT_CREATED": 1, "ACCOUNT_CONNECTED": 2}
+    created = next(e for e in view["events"] if e["type"] == "ACCOUNT_CREATED")
+    assert created["createdAt"] in ("2021-04-14T09:30:24Z", "2021-04-14T09:30:24+00:00")
+
+    bare = {"id": "et-nodata", "version": 1, "type": "RECORD_CREATED",
+            "createdAt": "2021-04-14T09:30:24Z"}  # fmt: skip
+    for envelope in (bare, {**bare, "data": None}, {**bare, "data": {}}):
+        body = json.dumps(envelope).encode()
+        response = await api.post(URL, content=body, headers=signed(body))
+        assert response.status_code == 202, response.text
+        assert response.json()["outcome"] == "no_user"
+
+
 async def test_rotation_accepts_either_configured_secret(
     api: httpx.AsyncClient, dev_env: WorkflowEnvironment
 ) -> None:
@@ -189,8 +249,8 @@ async def test_bad_signatures_are_401_and_nothing_is_signalled(
             "type: Field required",
         ),
         (
-            lambda env: json.dumps({k: v for k, v in env.items() if k != "data"}).encode(),
-            "data: Field required",
+            lambda env: json.dumps({k: v for k, v in env.items() if k != "version"}).encode(),
+            "version: Field required",
         ),
         (lambda env: json.dumps({**env, "createdAt": "yesterday"}).encode(), "createdAt"),
         (

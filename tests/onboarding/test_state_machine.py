@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 
 import pytest
 
 from onboarding.compact import compact_data
 from onboarding.models import ConnectionStatus, Event, SmileWebhook, Source, Stage
-from onboarding.state_machine import apply, apply_all, derive_stage, new_journal
+from onboarding.state_machine import (
+    apply,
+    apply_all,
+    derive_stage,
+    new_journal,
+    presented_accounts,
+)
 from tests.smile_samples import event, example_body, example_types
 
 REQUIRED = ["identity", "employments", "incomes"]
@@ -72,7 +79,7 @@ def test_required_data_is_configurable() -> None:
     assert stage_after(event("INCOMES_ADDED"), required=[]) is Stage.CREATED
 
 
-def test_task_finished_succeeded_on_a_connected_account_makes_data_ready() -> None:
+def test_task_finished_succeeded_on_an_account_makes_data_ready() -> None:
     finished = event(
         "TASK_FINISHED",
         sourceId="a-1",
@@ -81,7 +88,8 @@ def test_task_finished_succeeded_on_a_connected_account_makes_data_ready() -> No
         status="SUCCEEDED",
         at=5,
     )
-    assert stage_after(finished) is Stage.CREATED  # account never proven connected
+    # Smile's own word that data was synced is proof enough, with or without ACCOUNT_CONNECTED.
+    assert stage_after(finished) is Stage.DATA_READY
     assert stage_after(event("ACCOUNT_CONNECTED", accountId="a-1"), finished) is Stage.DATA_READY
     failed = event(
         "TASK_FINISHED",
@@ -115,8 +123,14 @@ def test_widget_claims_never_make_data_ready() -> None:
         status="SUCCEEDED",
         at=5,
     )
+    uploads = event("onUploadsCreated", source=Source.WIDGET, uploads={"files": 1})
+    screen = event("onUIEvent", source=Source.WIDGET, eventName="ArchiveSuccessPageOpened", at=6)
     assert stage_after(widget_connected) is Stage.CONNECTED  # a hint may advance the stage
-    assert stage_after(widget_connected, finished) is Stage.CONNECTED  # but never to data_ready
+    assert stage_after(widget_connected, uploads, screen) is Stage.UPLOADS  # never to data_ready
+    journal = apply_all(new_journal("u"), [widget_connected, uploads, screen])
+    assert not journal.facts.accounts["a-1"].ever_connected
+    # A widget claim of the same account adds nothing to Smile's own word.
+    assert stage_after(widget_connected, finished) is Stage.DATA_READY
 
 
 def test_webhook_beats_widget_whatever_the_timestamps() -> None:
@@ -219,7 +233,9 @@ def test_invite_and_sync_tasks_are_recorded() -> None:
     assert journal.facts.invite is not None and journal.facts.invite.status == "linked"
     (task,) = journal.facts.tasks.values()
     assert (task.kind, task.status) == ("sync", "SUCCEEDED")
-    assert derive_stage(journal.facts, REQUIRED) is Stage.CREATED
+    # A periodic re-sync proves the account connected, but is not the first data.
+    assert journal.facts.accounts["a-1"].status is ConnectionStatus.CONNECTED
+    assert derive_stage(journal.facts, REQUIRED) is Stage.CONNECTED
 
 
 @pytest.mark.parametrize("event_type", example_types())
@@ -238,3 +254,136 @@ def test_every_documented_example_applies(event_type: str) -> None:
     assert journal.facts.unknown_types == []
     assert "payload" not in ev.data and "loginName" not in ev.data
     json.loads(journal.model_dump_json())  # stays serialisable
+
+
+# --- uploads, sessions, MFA hints, versions ---------------------------------------------------
+
+
+def test_an_upload_only_journey_is_data_ready_once_smile_analyzed_it() -> None:
+    started = event("ARCHIVE_STARTED", archiveId="archive-1", at=1)
+    analyzed = event("ARCHIVE_ANALYZED", archiveId="archive-1", at=2)
+    revoked = event("ARCHIVE_REVOKED", archiveId="archive-1", at=3)
+    assert stage_after(started) is Stage.UPLOADS
+    assert stage_after(started, analyzed) is Stage.DATA_READY
+    # Its data was delivered: a later revocation does not take back data_ready.
+    assert stage_after(started, analyzed, revoked) is Stage.DATA_READY
+    failed = event("ARCHIVE_FAILED", archiveId="archive-2", at=2, errorCode="FILE_UNABLE")
+    assert stage_after(event("ARCHIVE_STARTED", archiveId="archive-2", at=1), failed) is (
+        Stage.CREATED
+    )
+
+
+@pytest.mark.parametrize("source_type", ["UPLOAD", "ARCHIVE", "SOCIAL_SECURITY", "ACCOUNT"])
+def test_a_succeeded_task_of_any_source_type_makes_data_ready(source_type: str) -> None:
+    finished = event(
+        "TASK_FINISHED",
+        sourceId="src-1",
+        sourceType=source_type,
+        taskType="SCAN",
+        status="SUCCEEDED",
+    )
+    assert stage_after(finished) is Stage.DATA_READY
+    failed = finished.model_copy(
+        update={"id": "et-failed", "data": {**finished.data, "status": "FAILED"}}
+    )
+    assert stage_after(failed) is not Stage.DATA_READY
+
+
+def test_a_succeeded_upload_task_does_not_invent_an_account() -> None:
+    finished = event(
+        "TASK_FINISHED", sourceId="u-1", sourceType="UPLOAD", taskType="SCAN", status="SUCCEEDED"
+    )
+    assert apply_all(new_journal("u"), [finished]).facts.accounts == {}
+
+
+def test_session_events_record_the_wink_session_and_never_its_payload() -> None:
+    session = {"userId": "u-test", "channel": "WinkSite", "status": "COMPLETED"}
+    completed = event("USER_SESSION_COMPLETED", at=1, session=session)
+    reset = event("USER_SESSION_RESET", at=1, session={**session, "status": "IN_PROGRESS"})
+    facts = apply_all(new_journal("u"), [completed]).facts
+    assert facts.session is not None
+    assert (facts.session.status, facts.session.channel) == ("COMPLETED", "WinkSite")
+    for order in ([completed, reset], [reset, completed]):
+        facts = apply_all(new_journal("u"), order).facts
+        assert facts.session is not None
+        assert (facts.session.status, facts.session.event_type) == (
+            "IN_PROGRESS",
+            "USER_SESSION_RESET",
+        )  # a reset in the second of the completion follows it
+    assert derive_stage(facts, REQUIRED) is Stage.CREATED
+
+
+def test_mfa_screen_naming_only_a_provider_shows_its_pending_accounts_awaiting_mfa() -> None:
+    created = event("ACCOUNT_CREATED", accountId="a-1", providers=["abccorp"], at=1)
+    other = event("ACCOUNT_CREATED", accountId="a-2", providers=["xyz"], at=1)
+    mfa = event(
+        "onUIEvent",
+        source=Source.WIDGET,
+        at=2,
+        eventName="MfaPageOpened",
+        account={"providerId": "abccorp"},
+    )
+    for order in ([created, other, mfa], [mfa, other, created]):
+        facts = apply_all(new_journal("u"), order).facts
+        shown = {a.account_id: a.status for a in presented_accounts(facts)}
+        assert shown == {"a-1": ConnectionStatus.AWAITING_MFA, "a-2": ConnectionStatus.PENDING}
+        assert facts.accounts["a-1"].status is ConnectionStatus.PENDING  # stored as Smile said
+    connected = event("ACCOUNT_CONNECTED", accountId="a-1", at=3)
+    facts = apply_all(new_journal("u"), [created, mfa, connected]).facts
+    assert presented_accounts(facts)[0].status is ConnectionStatus.CONNECTED
+    stale = event("ACCOUNT_CREATED", accountId="a-3", providers=["abccorp"], at=5)
+    facts = apply_all(new_journal("u"), [mfa, stale]).facts
+    assert presented_accounts(facts)[0].status is ConnectionStatus.PENDING  # MFA was before it
+
+
+def test_mfa_screen_naming_the_account_marks_it_awaiting_mfa() -> None:
+    created = event("ACCOUNT_CREATED", accountId="a-1", at=1)
+    mfa = event(
+        "onUIEvent",
+        source=Source.WIDGET,
+        at=2,
+        eventName="MfaPageOpened",
+        account={"accountId": "a-1", "providerId": "abccorp"},
+    )
+    facts = apply_all(new_journal("u"), [created, mfa]).facts
+    assert facts.accounts["a-1"].status is ConnectionStatus.PENDING  # proof beats the hint
+    facts = apply_all(new_journal("u"), [mfa]).facts
+    assert facts.accounts["a-1"].status is ConnectionStatus.AWAITING_MFA
+
+
+def test_callbacks_without_their_ids_are_recorded_and_change_no_account() -> None:
+    error = event("onAccountError", source=Source.WIDGET, errorCode=None)
+    close = event("onClose", source=Source.WIDGET, at=1)
+    journal = apply_all(new_journal("u"), [error, close])
+    assert journal.facts.accounts == {}
+    assert (journal.facts.widget.state, journal.facts.widget.close_reason) == ("closed", None)
+    assert [r.type for r in journal.history] == ["onAccountError", "onClose"]
+
+
+def test_other_envelope_versions_are_applied_and_counted() -> None:
+    v2 = event("ACCOUNT_CONNECTED", accountId="a-1").model_copy(update={"version": 2})
+    v1 = event("ACCOUNT_CREATED", accountId="a-2")
+    journal = apply_all(new_journal("u"), [v2, v1, v2])
+    assert journal.facts.other_versions == {"2": 1}
+    assert journal.facts.accounts["a-1"].status is ConnectionStatus.CONNECTED
+    assert sorted(r.version for r in journal.history) == [1, 2]
+
+
+def test_a_naive_created_at_is_read_as_utc() -> None:
+    envelope = SmileWebhook.model_validate(
+        {
+            "id": "et-1",
+            "version": 1,
+            "type": "USER_CREATED",
+            "createdAt": "2021-04-14T09:30:24",
+            "data": {"userId": "u"},
+        }
+    )
+    assert envelope.created_at.utcoffset() == timedelta(0)
+    naive = Event(
+        id="x", type="USER_CREATED", source=Source.WEBHOOK,
+        created_at=datetime(2021, 4, 14, 9, 30, 24), received_at=datetime(2021, 4, 14, 9, 30, 24),
+    )  # fmt: skip
+    assert naive.created_at.tzinfo is not None and naive.received_at.tzinfo is not None
+    # Mixed with aware times in one journal, nothing raises.
+    apply_all(new_journal("u"), [naive, event("ACCOUNT_CREATED", accountId="a-1")])
