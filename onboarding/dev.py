@@ -44,8 +44,8 @@ def dev_settings(options: DevOptions, secrets: DevSecrets) -> Settings:
     stand-in in place of Smile."""
     base = Settings()
     update: dict[str, object] = {
-        "webhook_secrets": [SecretStr(secrets.webhook_secret)],
-        "admin_tokens": [SecretStr(secrets.admin_token)],
+        "webhook_secrets": [SecretStr(s) for s in secrets.webhook_secrets],
+        "admin_tokens": [SecretStr(t) for t in secrets.admin_tokens],
         "callback_secret": SecretStr(secrets.callback_secret),
         "host": options.host,
         "port": options.port,
@@ -60,10 +60,11 @@ def dev_settings(options: DevOptions, secrets: DevSecrets) -> Settings:
 
 
 async def run_dev(options: DevOptions) -> None:
-    with_standin = not Settings().has_smile_credentials
+    environment = Settings()  # a bad value fails here, before anything starts
+    with_standin = not environment.has_smile_credentials
     check_ports(options, with_standin)
     data_dir = options.data_dir.resolve()
-    secrets = load_or_create(data_dir)
+    secrets = load_or_create(data_dir, environment)
     settings = dev_settings(options, secrets)
     server = TemporalDevServer(data_dir, port=options.temporal_port, ui_port=options.ui_port)
     stop = asyncio.Event()
@@ -139,8 +140,8 @@ Smile onboarding — embedded dev mode
   Temporal           {server.address}   (task queue {settings.task_queue})
   Temporal web UI    {server.ui_url}
   Data               {data_dir}   (onboardings survive a restart)
-  Webhook secret     {secrets.webhook_secret}
-  Admin token        {secrets.admin_token}
+  Webhook secret     {secrets.webhook_secret}{_others(secrets.webhook_secrets, "signs")}
+  Admin token        {secrets.admin_token}{_others(secrets.admin_tokens)}
   Callback secret    {secrets.callback_secret}
 
   From another shell:
@@ -152,6 +153,14 @@ Ctrl-C stops everything.
 """,
         flush=True,
     )
+
+
+def _others(values: tuple[str, ...], first: str = "") -> str:
+    """How many more of a list are accepted besides the one printed."""
+    if len(values) < 2:
+        return ""
+    more = f"{len(values) - 1} more accepted, not shown"
+    return f"   ({first}; {more})" if first else f"   ({more})"
 
 
 async def _simulate(options: DevOptions, secrets: DevSecrets) -> None:

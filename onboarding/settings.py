@@ -5,12 +5,14 @@ is configured through the SDK's own ``temporalio.envconfig`` conventions (``TEMP
 from __future__ import annotations
 
 import ipaddress
+import json
 from datetime import timedelta
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from onboarding.datapoints import normalise_required_data
 from onboarding.durations import parse_duration
 from onboarding.models import OnboardingOptions, Stage, Timeouts, stage_with_stall_timeout
 
@@ -28,6 +30,32 @@ def _split(value: Any) -> list[str]:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return [str(v).strip() for v in value if str(v).strip()]
+
+
+def parse_secrets(value: Any) -> list[str]:
+    """One or more secrets from one environment value: a JSON list of strings when the value
+    starts with ``[`` (``["old phrase, with a comma", "new"]``: any secret can be carried),
+    otherwise comma separated (``old,new``; spaces around each are dropped). Used for
+    ``SMILE_WEBHOOK_SECRET`` and ``ONBOARDING_ADMIN_TOKEN`` by ``onboarding api``, ``worker`` and
+    ``dev`` alike. Error messages never repeat the value."""
+    if value is None:
+        return []
+    if not isinstance(value, str):  # a list given in code
+        items = (v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in value)
+        return [item.strip() for item in items if item.strip()]
+    text = value.strip()
+    if not text.startswith("["):
+        return _split(text)
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"starts with '[' but is not valid JSON ({err.msg} at character {err.pos}); "
+            'use a JSON list of strings such as ["old", "new"], or comma-separated secrets'
+        ) from None
+    if not isinstance(parsed, list) or not all(isinstance(v, str) and v.strip() for v in parsed):
+        raise ValueError('a JSON value must be a list of non-empty strings, e.g. ["old", "new"]')
+    return parsed
 
 
 def parse_stall_timeouts(value: Any) -> dict[Stage, timedelta]:
@@ -54,17 +82,21 @@ def parse_stall_timeouts(value: Any) -> dict[Stage, timedelta]:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, case_sensitive=False)
+    # Errors never echo the value: it may be a secret.
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, case_sensitive=False, hide_input_in_errors=True
+    )
 
     webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         validation_alias="SMILE_WEBHOOK_SECRET",
-        description="Webhook secret(s), comma separated; any one verifies (rotation).",
+        description="Webhook secret(s), comma separated or a JSON list; any one verifies "
+        "(rotation). The first listed is the one dev's stand-in and the simulator sign with.",
     )
     admin_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         validation_alias="ONBOARDING_ADMIN_TOKEN",
-        description="Bearer token(s) for operator endpoints, comma separated.",
+        description="Bearer token(s) for operator endpoints, comma separated or a JSON list.",
     )
     host: str = Field("127.0.0.1", validation_alias="ONBOARDING_HOST")
     port: int = Field(8000, ge=0, le=65535, validation_alias="ONBOARDING_PORT")
@@ -128,7 +160,7 @@ class Settings(BaseSettings):
     def _split_secrets(cls, value: Any) -> list[Any]:
         if isinstance(value, list) and all(isinstance(v, SecretStr) for v in value):
             return value
-        return _split(value)
+        return parse_secrets(value)
 
     @field_validator("webhook_allowed_ips", "trusted_proxies", mode="before")
     @classmethod
@@ -149,7 +181,7 @@ class Settings(BaseSettings):
     @field_validator("required_data", mode="before")
     @classmethod
     def _split_required(cls, value: Any) -> list[str]:
-        return [v.lower() for v in _split(value)]
+        return normalise_required_data(_split(value))
 
     @field_validator("stall_timeouts", mode="before")
     @classmethod

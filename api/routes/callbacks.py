@@ -4,6 +4,7 @@ token. They are hints: recorded with source ``widget``, never proof (see docs/ev
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -11,7 +12,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from api.deps import IngestDep, SettingsDep
 from api.problems import Problem, ProblemError, describe_validation_error
@@ -24,10 +32,32 @@ router = APIRouter(tags=["callbacks"])
 _bearer = HTTPBearer(auto_error=False, description="the onboarding's callbackToken")
 
 _Id = Annotated[str, Field(min_length=1, max_length=128)]
+# Epoch seconds or milliseconds up to the year ~5000 (in milliseconds).
+_MAX_EPOCH = 10**14
+
+
+def _event_time(value: Any) -> Any:
+    """``eventTime`` is documented as a string; front ends also send a number (epoch
+    milliseconds or seconds). Either is kept as given."""
+    if value is None:
+        return value
+    if isinstance(value, str):
+        if len(value) > 64:
+            raise ValueError("a string must be at most 64 characters")
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not (math.isfinite(value) and 0 <= value <= _MAX_EPOCH):
+            raise ValueError("a number must be epoch seconds or milliseconds")
+        return value
+    raise ValueError("must be a string or a number (epoch milliseconds or seconds)")
 
 
 class _Data(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """A callback's ``data``: the documented fields, typed and bounded. Keys a front end adds of
+    its own are tolerated and left out of the event, so a callback applies exactly what its
+    documented fields say."""
+
+    model_config = ConfigDict(extra="ignore")
 
     user_id: str | None = Field(None, alias="userId", max_length=200)
 
@@ -37,8 +67,11 @@ class AccountCallback(_Data):
     provider_id: str | None = Field(None, alias="providerId", max_length=128)
 
 
-class AccountErrorCallback(AccountCallback):
-    error_code: str = Field(alias="errorCode", min_length=1, max_length=128)
+class AccountErrorCallback(_Data):
+    # Without accountId the error is only recorded: there is no account to mark.
+    account_id: _Id | None = Field(None, alias="accountId")
+    provider_id: str | None = Field(None, alias="providerId", max_length=128)
+    error_code: str | None = Field(None, alias="errorCode", max_length=128)
 
 
 class TokenExpiredCallback(_Data):
@@ -46,18 +79,39 @@ class TokenExpiredCallback(_Data):
 
 
 class CloseCallback(_Data):
-    reason: str = Field(min_length=1, max_length=64, description="close, exit or error")
+    reason: str | None = Field(
+        None, max_length=64, description="close, exit or error; absent when not passed"
+    )
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _unwrap(cls, value: Any) -> Any:
+        # SDK v2 passes ``{reason}``: a front end wrapping it as ``{reason: arg}`` sends it nested.
+        if isinstance(value, dict) and set(value) <= {"reason", "userId"}:
+            return value.get("reason")
+        return value
 
 
 class UploadsCallback(_Data):
-    uploads: dict[str, Any] | list[Any]
+    uploads: dict[str, Any] | list[Any] | None = None
+
+
+class UIAccount(BaseModel):
+    """``account`` of an ``onUIEvent``: ``providerId`` and/or ``accountId`` by screen."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    provider_id: str | None = Field(None, alias="providerId", max_length=128)
+    account_id: _Id | None = Field(None, alias="accountId")
 
 
 class UIEventCallback(_Data):
     event_name: str = Field(alias="eventName", min_length=1, max_length=128)
-    event_time: str | None = Field(None, alias="eventTime", max_length=64)
+    event_time: Annotated[
+        str | int | float | None, BeforeValidator(_event_time), Field(alias="eventTime")
+    ] = None
     mode: str | None = Field(None, max_length=32)
-    account: dict[str, Any] | None = None
+    account: UIAccount | None = None
     archive: dict[str, Any] | None = None
 
 
@@ -75,11 +129,22 @@ CALLBACK_MODELS: dict[str, type[_Data]] = {
 }
 
 
+def _callback_argument(value: Any) -> Any:
+    if value is None or isinstance(value, dict | str):
+        return value
+    raise ValueError("must be an object (for onClose, also the bare reason string)")
+
+
 class CallbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Keys a front end adds of its own are tolerated, and never reach the event.
+    model_config = ConfigDict(extra="ignore")
 
     callback: str = Field(max_length=64, examples=["onAccountConnected"])
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: Annotated[dict[str, Any] | str | None, BeforeValidator(_callback_argument)] = Field(
+        None,
+        description="The callback's argument: an object; absent or null when the callback "
+        "has none; for onClose, also the bare reason string",
+    )
     id: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9_.:-]{1,128}$",
@@ -115,6 +180,8 @@ def _authenticate(
 
 
 def _parse(body: bytes, user_id: str) -> tuple[CallbackRequest, dict[str, Any]]:
+    """The request and the data the event carries: the documented fields that were given
+    (nulls dropped), under their documented names."""
     try:
         request = CallbackRequest.model_validate_json(body)
     except ValidationError as err:
@@ -123,14 +190,19 @@ def _parse(body: bytes, user_id: str) -> tuple[CallbackRequest, dict[str, Any]]:
     if model is None:
         known = ", ".join(CALLBACK_MODELS)
         raise ProblemError(400, f"unknown callback {request.callback!r}; known: {known}")
+    raw = request.data
+    if isinstance(raw, str):
+        if model is not CloseCallback:
+            raise ProblemError(400, f"{request.callback} data: must be an object")
+        raw = {"reason": raw}  # onClose(reason) as Smile's callback reference passes it
     try:
-        data = model.model_validate(request.data)
+        data = model.model_validate(raw or {})
     except ValidationError as err:
         detail = describe_validation_error(err)
         raise ProblemError(400, f"{request.callback} data: {detail}") from None
     if data.user_id is not None and data.user_id != user_id:
         raise ProblemError(403, "callback data names another user")
-    return request, request.data
+    return request, data.model_dump(by_alias=True, exclude_none=True)
 
 
 @router.post(

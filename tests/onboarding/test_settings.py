@@ -1,8 +1,12 @@
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
+from api.signatures import sign, verify
+from onboarding.dev import DevOptions, dev_settings
+from onboarding.dev_secrets import load_or_create
 from onboarding.models import Stage
 from onboarding.settings import Settings
 
@@ -55,3 +59,84 @@ def test_bad_values_are_clear_errors(
     monkeypatch.setenv(var, value)
     with pytest.raises(ValidationError, match=message):
         Settings()
+
+
+def _values(secrets: list[SecretStr]) -> list[str]:
+    return [s.get_secret_value() for s in secrets]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("only-one", ["only-one"]),
+        (" old , new ,", ["old", "new"]),
+        ('["the old phrase, with a comma", "new"]', ["the old phrase, with a comma", "new"]),
+        ('  ["[starts with a bracket", " kept as written "]', ["[starts with a bracket",
+                                                              " kept as written "]),
+        ("[]", []),
+    ],
+)  # fmt: skip
+def test_secrets_are_a_comma_list_or_a_json_list(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: list[str]
+) -> None:
+    monkeypatch.setenv("SMILE_WEBHOOK_SECRET", value)
+    monkeypatch.setenv("ONBOARDING_ADMIN_TOKEN", value)
+    settings = Settings()
+    assert _values(settings.webhook_secrets) == expected
+    assert _values(settings.admin_tokens) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('["secret-one", "secret-two"', "not valid JSON"),
+        ('["secret-one", 7]', "list of non-empty strings"),
+        ('["secret-one", "  "]', "list of non-empty strings"),
+        ('[{"secret": "secret-one"}]', "list of non-empty strings"),
+    ],
+)
+@pytest.mark.parametrize("var", ["SMILE_WEBHOOK_SECRET", "ONBOARDING_ADMIN_TOKEN"])
+def test_a_bad_json_list_is_a_clear_error_that_does_not_repeat_the_secret(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ValidationError, match=message) as err:
+        Settings()
+    assert var in str(err.value)
+    assert "secret-one" not in str(err.value)
+
+
+def _dev_options(tmp_path: Path) -> DevOptions:
+    return DevOptions(data_dir=tmp_path, host="127.0.0.1", port=8000, temporal_port=7233,
+                      ui_port=8233, smile_port=8081)  # fmt: skip
+
+
+def test_dev_takes_several_webhook_secrets_like_the_api(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SMILE_WEBHOOK_SECRET", "old,new")
+    monkeypatch.setenv("ONBOARDING_ADMIN_TOKEN", '["admin, with a comma"]')
+    secrets = load_or_create(tmp_path)
+    settings = dev_settings(_dev_options(tmp_path), secrets)
+    assert _values(settings.webhook_secrets) == _values(Settings().webhook_secrets)
+    assert _values(settings.webhook_secrets) == ["old", "new"]
+    assert secrets.webhook_secret == "old"  # the first listed signs
+    body = b'{"type": "ACCOUNT_CONNECTED"}'
+    for secret in ("old", "new"):
+        assert verify(body, sign(body, secret), settings.webhook_secrets)
+    assert not verify(body, sign(body, "old,new"), settings.webhook_secrets)
+    assert _values(settings.admin_tokens) == ["admin, with a comma"]
+
+
+def test_dev_generates_and_keeps_secrets_when_none_are_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for var in ("SMILE_WEBHOOK_SECRET", "ONBOARDING_ADMIN_TOKEN", "ONBOARDING_CALLBACK_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    first = load_or_create(tmp_path)
+    assert len(first.webhook_secrets) == len(first.admin_tokens) == 1
+    assert load_or_create(tmp_path) == first  # a restart reuses them
+    settings = dev_settings(_dev_options(tmp_path), first)
+    assert _values(settings.webhook_secrets) == [first.webhook_secret]
+    assert settings.callback_secret is not None
+    assert settings.callback_secret.get_secret_value() == first.callback_secret
