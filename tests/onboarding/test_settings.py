@@ -140,3 +140,11 @@ def test_dev_generates_and_keeps_secrets_when_none_are_set(
     assert _values(settings.webhook_secrets) == [first.webhook_secret]
     assert settings.callback_secret is not None
     assert settings.callback_secret.get_secret_value() == first.callback_secret
+
+
+def test_required_data_takes_smiles_datapoint_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONBOARDING_REQUIRED_DATA", "IDENTITIES, Incomes,insights")
+    assert Settings().required_data == ["identity", "incomes", "insight"]
+    monkeypatch.setenv("ONBOARDING_REQUIRED_DATA", "identities,payslips")
+    with pytest.raises(ValidationError, match="unknown data type 'payslips'"):
+        Settings()
