@@ -10,12 +10,18 @@ from datetime import UTC, datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.reconcile import Reconciliation, reconcile
+from activities.reconcile import (
+    DATA_ENDPOINTS,
+    Reconciliation,
+    data_types_to_query,
+    reconcile,
+)
 from activities.smile_client import SmileClient
 from activities.smile_errors import SmileError, SmileRateLimited
 from activities.smile_models import (
     CreatedUser,
     CreateUserRequest,
+    DataPresence,
     LinkToken,
     SmileSnapshot,
 )
@@ -64,12 +70,27 @@ class SmileActivities:
                          mode=token.mode)  # fmt: skip
 
     @activity.defn(name="smile_reconcile")
-    async def reconcile(self, user_id: str) -> Reconciliation:
-        """Smile's own records of the user's accounts and archives, as events to merge."""
+    async def reconcile(
+        self, user_id: str, required_data: list[str] | None = None
+    ) -> Reconciliation:
+        """Smile's own records of the user (accounts, archives, tasks, and how many items of
+        each required data type it holds), as events to merge. Only ids, statuses and counts
+        leave this activity: its result lands in the workflow's history."""
         try:
             accounts = await self._client.list_accounts(user_id)
             archives = await self._client.list_archives(user_id)
+            tasks = await self._client.list_tasks(user_id)
+            data = []
+            for dtype in data_types_to_query(required_data):
+                count, latest = await self._client.count_items(DATA_ENDPOINTS[dtype][0], user_id)
+                data.append(DataPresence(dtype=dtype, count=count, latest_at=latest))
         except SmileError as err:
             raise application_error(err) from None
-        snapshot = SmileSnapshot(user_id=user_id, accounts=accounts, archives=archives)
-        return reconcile(snapshot, datetime.now(UTC))
+        snapshot = SmileSnapshot(
+            user_id=user_id, accounts=accounts, archives=archives, tasks=tasks, data=data
+        )
+        result = reconcile(snapshot, datetime.now(UTC))
+        if result.skipped:
+            logger.info("reconciling %s: %d record(s) without a known status skipped",
+                        user_id, result.skipped)  # fmt: skip
+        return result

@@ -6,6 +6,7 @@ and Smile's own ``code``/``message``/``requestId``."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -28,8 +29,10 @@ from activities.smile_errors import (
 from activities.smile_models import (
     SmileAccount,
     SmileArchive,
+    SmileDataItem,
     SmileEnvelope,
     SmilePage,
+    SmileTask,
     SmileToken,
     SmileUserCreated,
 )
@@ -43,6 +46,7 @@ _BY_STATUS: dict[int, type[SmileError]] = {
     401: SmileUnauthorized,
     403: SmileForbidden,
     404: SmileNotFound,
+    408: SmileTimeout,  # Request Timeout: Smile gave up waiting; trying again can help
     429: SmileRateLimited,
 }
 
@@ -112,7 +116,9 @@ class SmileClient:
             return SmileEnvelope()
 
     async def create_user(self, external_metadata: dict[str, Any] | None) -> SmileUserCreated:
-        envelope = await self._call("POST", "users", json={"externalMetadata": external_metadata})
+        # ``ObjectExternalMetadata`` is a non-null object: without metadata, omit the key.
+        body = {} if external_metadata is None else {"externalMetadata": external_metadata}
+        envelope = await self._call("POST", "users", json=body)
         return _validate(SmileUserCreated, envelope.data, "POST /users")
 
     async def create_token(self, user_id: str) -> SmileToken:
@@ -127,8 +133,31 @@ class SmileClient:
         return [_validate(SmileArchive, item, "GET /archives")
                 for item in await self._list("archives", user_id)]  # fmt: skip
 
+    async def list_tasks(self, user_id: str) -> list[SmileTask]:
+        return [_validate(SmileTask, item, "GET /tasks")
+                for item in await self._list("tasks", user_id)]  # fmt: skip
+
+    async def count_items(self, path: str, user_id: str) -> tuple[int, datetime | None]:
+        """How many items a data endpoint (``identities``, ``incomes``, ...) holds for the user,
+        and when the newest was stored. The items themselves are dropped page by page."""
+        count = 0
+        latest: datetime | None = None
+        async for page in self._pages(path, user_id):
+            for item in page:
+                meta = _validate(SmileDataItem, item, f"GET /{path}").metadata
+                count += 1
+                at = (meta.created_at or meta.item_created_at) if meta else None
+                if at is not None and (latest is None or at > latest):
+                    latest = at
+        return count, latest
+
     async def _list(self, path: str, user_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
+        async for page in self._pages(path, user_id):
+            items.extend(page)
+        return items
+
+    async def _pages(self, path: str, user_id: str) -> AsyncIterator[list[dict[str, Any]]]:
         cursor: str | None = None
         for _ in range(MAX_PAGES):
             params: dict[str, Any] = {"userId": user_id, "size": PAGE_SIZE}
@@ -136,11 +165,10 @@ class SmileClient:
                 params["cursor"] = cursor
             envelope = await self._call("GET", path, params=params)
             page = _validate(SmilePage, envelope.data, f"GET /{path}")
-            items.extend(page.items)
+            yield page.items
             cursor = page.next_cursor
             if not cursor or not page.items:
                 break
-        return items
 
 
 _M = TypeVar("_M", bound=BaseModel)

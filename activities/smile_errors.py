@@ -23,6 +23,8 @@ class SmileUnreachable(SmileError):
 
 
 class SmileTimeout(SmileError):
+    """Smile did not answer in time, or answered 408 Request Timeout."""
+
     retryable = True
     type_name = "SmileTimeout"
 

@@ -39,6 +39,21 @@ DATAPOINTS: dict[str, str] = {
     "link": "LINK",
 }
 
+# The facts' key -> the path of Smile's list endpoint for that data (``GET /<path>?userId=…``).
+ENDPOINTS: dict[str, str] = {
+    "identity": "identities",
+    "rating": "ratings",
+    "transactions": "transactions",
+    "documents": "documents",
+    "employments": "employments",
+    "incomes": "incomes",
+    "contributions": "contributions",
+    "eincomes": "eincomes",
+    "liabilities": "liabilities",
+    "insight": "insights",
+    "link": "links",
+}
+
 _SPELLINGS: dict[str, str] = {
     **{key: key for key in DATAPOINTS},
     **{name.lower(): key for key, name in DATAPOINTS.items()},

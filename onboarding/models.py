@@ -303,6 +303,9 @@ class ReconcileState(CamelModel):
     last_error: str | None = None
     accounts_seen: int = 0
     archives_seen: int = 0
+    tasks_seen: int = 0
+    data_seen: dict[str, int] = Field(default_factory=dict)  # data type -> items at Smile
+    records_skipped: int = 0  # records whose status Smile did not state
     facts_added: int = 0
 
 

@@ -34,6 +34,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.smile_models import CreatedUser, CreateUserRequest, LinkToken
 from onboarding import callback_tokens, search_attributes
+from onboarding.datapoints import normalise_required_data
+from onboarding.external_metadata import check_external_metadata
 from onboarding.identity import WORKFLOW_TYPE, user_id_from, workflow_id_for
 from onboarding.models import (
     CamelModel,
@@ -82,6 +84,10 @@ class OnboardingEnded(OnboardingError):
 
 class InvalidChange(OnboardingError):
     """The workflow rejected an update (its validator said why)."""
+
+
+class InvalidRequest(OnboardingError):
+    """The request itself breaks a rule checked before anything is done (a 400)."""
 
 
 class SmileCallFailed(OnboardingError):
@@ -232,8 +238,20 @@ class Onboardings:
                 check_timeouts_change(request.timeouts)  # before anything is created at Smile
             except ValueError as err:
                 raise InvalidChange(f"timeouts: {err}") from None
+        try:
+            check_external_metadata(request.external_metadata)  # Smile's limits, checked here
+        except ValueError as err:
+            raise InvalidRequest(f"externalMetadata: {err}") from None
+        required_data = None
+        if request.required_data is not None:
+            try:
+                required_data = normalise_required_data(request.required_data)
+            except ValueError as err:
+                raise InvalidRequest(f"requiredData: {err}") from None
         created = await self._create_smile_user(request, idempotency_key or uuid.uuid4().hex)
-        begin = request.model_copy(update={"token_expires_at": created.token.expires_at})
+        begin = request.model_copy(
+            update={"token_expires_at": created.token.expires_at, "required_data": required_data}
+        )
         operation = WithStartWorkflowOperation(
             OnboardingWorkflow.run,
             OnboardingInput(user_id=created.user_id, options=self.default_options),

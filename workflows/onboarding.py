@@ -34,7 +34,12 @@ with workflow.unsafe.imports_passed_through():
         check_timeouts_change,
         stage_with_stall_timeout,
     )
-    from onboarding.state_machine import StateMachine, derive_stage, new_journal
+    from onboarding.state_machine import (
+        StateMachine,
+        derive_stage,
+        new_journal,
+        presented_accounts,
+    )
     from workflows.policies import CREATE_TOKEN, NOTICE, RECONCILE
 
 # Timers fire on millisecond boundaries; a deadline this close counts as reached.
@@ -312,7 +317,7 @@ class OnboardingWorkflow:
         try:
             result = await workflow.execute_activity(
                 "smile_reconcile",
-                self._user_id,
+                args=[self._user_id, list(self._options.required_data)],
                 result_type=Reconciliation,
                 start_to_close_timeout=RECONCILE.start_to_close,
                 retry_policy=RECONCILE.retry,
@@ -329,6 +334,9 @@ class OnboardingWorkflow:
         record.last_error = None
         record.accounts_seen = result.accounts
         record.archives_seen = result.archives
+        record.tasks_seen = result.tasks
+        record.data_seen = dict(result.data)
+        record.records_skipped = result.skipped
         record.facts_added += added
         if added and not self._life.status.is_terminal:
             self._refresh_stage()
@@ -409,13 +417,14 @@ class OnboardingWorkflow:
             data_ready_at=life.data_ready_at,
             ended_at=life.ended_at,
             required_data=self._options.required_data,
-            accounts=sorted(facts.accounts.values(), key=lambda a: a.account_id),
+            accounts=presented_accounts(facts),
             archives=sorted(facts.archives.values(), key=lambda a: a.archive_id),
             data=facts.data,
             tasks=[facts.tasks[k] for k in sorted(facts.tasks)],
             token=facts.token,
             widget=facts.widget,
             invite=facts.invite,
+            session=facts.session,
             last_event_at=facts.last_event_at,
             timeouts=self._options.timeouts,
             deadlines=self._deadlines(),
@@ -426,6 +435,7 @@ class OnboardingWorkflow:
             events_total=journal.events_total,
             duplicates_ignored=journal.duplicates_ignored,
             unknown_types=facts.unknown_types,
+            other_versions=facts.other_versions,
             runs=life.runs,
         )
 

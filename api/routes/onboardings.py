@@ -85,6 +85,10 @@ class CancelBody(CamelModel):
     response_model=Started,
     responses={
         **ENDED,
+        400: {
+            "model": Problem,
+            "description": "Unknown requiredData name, or externalMetadata beyond Smile's limits",
+        },
         422: {"model": Problem, "description": "Invalid options"},
         **SMILE_FAILED,
     },

@@ -120,3 +120,28 @@ async def test_start_with_no_body_at_all(api: httpx.AsyncClient, admin: dict[str
     response = await api.post("/onboardings", headers=admin)
     assert response.status_code == 201, response.text
     assert response.json()["onboarding"]["stage"] == "created"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({f"k{i}": "v" for i in range(6)}, "at most 5 keys"),
+        ({"k" * 51: "v"}, "at most 50"),
+        ({"loanId": "v" * 501}, "at most 500"),
+        ({"loanId": 42}, "must be a string, not a number"),
+        ({"loanId": {"nested": "x"}}, "must be a string, not an object"),
+        ({"loanId": "ñ"}, "non-ASCII"),
+    ],
+)
+async def test_metadata_beyond_smile_s_limits_is_a_400_and_smile_is_never_called(
+    api: httpx.AsyncClient, admin: dict[str, str], shared_standin: Standin,
+    metadata: dict[str, object], message: str,
+) -> None:  # fmt: skip
+    users_before = len(shared_standin.state.users)
+    await shared_standin.control.delete("/_control/calls")
+    response = await api.post("/onboardings", headers=admin, json={"externalMetadata": metadata})
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"].startswith("externalMetadata: ")
+    assert message in response.json()["detail"]
+    assert len(shared_standin.state.users) == users_before
+    assert [c for c in await shared_standin.calls() if c["path"] == "/v1/users"] == []

@@ -14,7 +14,16 @@ from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from onboarding.logging_setup import cap_payload_loggers
-from onboarding.models import ConnectionStatus, OnboardingView, Source, Stage, StartRequest, Status
+from onboarding.models import (
+    ConnectionStatus,
+    Event,
+    OnboardingView,
+    SmileWebhook,
+    Source,
+    Stage,
+    StartRequest,
+    Status,
+)
 from onboarding.operations import Onboardings, SmileCallFailed
 from onboarding.settings import Settings
 from onboarding.worker import build_worker
@@ -184,3 +193,85 @@ async def test_no_secret_or_token_in_the_logs(
     for secret in (SMILE_SECRET, issued.link_token, fresh.link_token, CALLBACK_SECRET,
                    issued.callback_token):  # fmt: skip
         assert secret not in caplog.text
+
+
+# --- reconciliation heals lost TASK_FINISHED and data webhooks ------------------------------
+
+
+async def play(standin: Standin, user: str, event_type: str, **data: object) -> Event:
+    """Smile's records move as on a real journey, but the webhook is *not* delivered; the
+    envelope it would have sent comes back, for the tests that deliver it themselves."""
+    response = await standin.control.post(
+        "/_control/webhooks",
+        json={"userId": user, "type": event_type, "data": data, "deliver": False},
+    )
+    assert response.status_code == 200, response.text
+    hook = SmileWebhook.model_validate(response.json()["envelope"])
+    return Event(id=hook.id, type=hook.type, source=Source.WEBHOOK, created_at=hook.created_at,
+                 received_at=hook.created_at, data=hook.data)  # fmt: skip
+
+
+async def connect_account(ops: Onboardings, standin: Standin, user: str) -> None:
+    """ACCOUNT_CREATED and ACCOUNT_CONNECTED delivered: the onboarding is ``connected``."""
+    delivered = [await play(standin, user, "ACCOUNT_CREATED"),
+                 await play(standin, user, "ACCOUNT_CONNECTED")]  # fmt: skip
+    await ops.ingest(user, delivered)
+
+    async def connected() -> None:
+        assert (await ops.get(user)).stage is Stage.CONNECTED
+
+    await eventually(connected)
+
+
+async def test_reconcile_on_demand_heals_a_lost_task_finished_and_lost_data(
+    ops: Onboardings, standin: Standin
+) -> None:
+    issued, _ = await ops.start(StartRequest())  # requires identity, employments, incomes
+    user = issued.user_id
+    await connect_account(ops, standin, user)
+    # Smile finished the sync and stored the data; none of those webhooks arrived.
+    await play(standin, user, "TASK_FINISHED")
+    await play(standin, user, "IDENTITY_ADDED")
+    await play(standin, user, "EMPLOYMENTS_ADDED", count=2)
+    await play(standin, user, "INCOMES_ADDED", count=3)
+    assert (await ops.get(user)).stage is Stage.CONNECTED
+
+    view = await ops.reconcile(user)
+    assert view.reconcile.last_error is None, view.reconcile
+    assert view.stage is Stage.DATA_READY
+    assert {d: r.items for d, r in view.data.items()} == {
+        "identity": 1, "employments": 2, "incomes": 3
+    }  # fmt: skip
+    (task,) = view.tasks
+    assert (task.status, task.succeeded) == ("SUCCEEDED", True)
+    assert (view.reconcile.tasks_seen, view.reconcile.records_skipped) == (1, 0)
+    assert view.reconcile.data_seen == {"identity": 1, "employments": 2, "incomes": 3}
+    again = await ops.reconcile(user)
+    assert again.reconcile.facts_added == view.reconcile.facts_added  # all deduplicated
+    assert {d: r.items for d, r in again.data.items()} == {
+        "identity": 1, "employments": 2, "incomes": 3
+    }  # fmt: skip
+
+
+async def test_a_stall_reconciles_and_finds_the_required_data_whose_webhooks_were_lost(
+    ops: Onboardings, standin: Standin, time_skipping_env: WorkflowEnvironment
+) -> None:
+    issued, _ = await ops.start(StartRequest(required_data=["incomes"]))
+    user = issued.user_id
+    await connect_account(ops, standin, user)
+    await play(standin, user, "INCOMES_ADDED", count=4)  # lost; no task reported either
+
+    await time_skipping_env.sleep(timedelta(hours=6, minutes=1))  # connected stalls after 6h
+
+    async def healed() -> OnboardingView:
+        view = await ops.get(user)
+        assert view.reconcile.runs >= 1
+        assert view.stage is Stage.DATA_READY
+        return view
+
+    view = await eventually(healed)
+    assert view.data["incomes"].items == 4
+    assert view.tasks == []
+    # Only what is required is asked for (other onboardings on this server stall too).
+    calls = {c["path"] for c in await standin.calls() if f"userId={user}" in str(c["query"])}
+    assert "/v1/incomes" in calls and "/v1/identities" not in calls
