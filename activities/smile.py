@@ -17,7 +17,7 @@ from activities.reconcile import (
     reconcile,
 )
 from activities.smile_client import SmileClient
-from activities.smile_errors import SmileError, SmileRateLimited
+from activities.smile_errors import SmileError, SmileForbidden, SmileNotFound, SmileRateLimited
 from activities.smile_models import (
     CreatedUser,
     CreateUserRequest,
@@ -80,10 +80,11 @@ class SmileActivities:
             accounts = await self._client.list_accounts(user_id)
             archives = await self._client.list_archives(user_id)
             tasks = await self._client.list_tasks(user_id)
-            data = []
-            for dtype in data_types_to_query(required_data):
-                count, latest = await self._client.count_items(DATA_ENDPOINTS[dtype][0], user_id)
-                data.append(DataPresence(dtype=dtype, count=count, latest_at=latest))
+            data = [
+                presence
+                for dtype in data_types_to_query(required_data)
+                if (presence := await self._data_presence(dtype, user_id)) is not None
+            ]
         except SmileError as err:
             raise application_error(err) from None
         snapshot = SmileSnapshot(
@@ -94,3 +95,13 @@ class SmileActivities:
             logger.info("reconciling %s: %d record(s) without a known status skipped",
                         user_id, result.skipped)  # fmt: skip
         return result
+
+    async def _data_presence(self, dtype: str, user_id: str) -> DataPresence | None:
+        """Best effort: a data endpoint this tenant may not use (403, 404) skips that type. It
+        must not end the onboarding as "no such user", which a 404 elsewhere means."""
+        try:
+            count, latest = await self._client.count_items(DATA_ENDPOINTS[dtype][0], user_id)
+        except (SmileNotFound, SmileForbidden) as err:
+            logger.info("reconciling %s: %s data skipped (%s)", user_id, dtype, type(err).__name__)
+            return None
+        return DataPresence(dtype=dtype, count=count, latest_at=latest)

@@ -5,9 +5,9 @@ the workflow (comparing naive and aware datetimes there would fail its task fore
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from onboarding.models import CamelModel, UtcDatetime
 
@@ -93,7 +93,10 @@ class SmileTask(SmileModel):
     started_at: UtcDatetime | None = None
     finished_at: UtcDatetime | None = None
     status: str | None = None
-    datapoints: list[str] = Field(default_factory=list)
+    # null is read as none saved, so one odd task never fails the whole reconciliation
+    datapoints: Annotated[list[str], BeforeValidator(lambda v: [] if v is None else v)] = Field(
+        default_factory=list
+    )
     metadata: SmileReferenceMetadata | None = None
 
 

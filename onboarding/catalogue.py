@@ -93,7 +93,8 @@ _SPECS: list[EventSpec] = [
         "ACCOUNT_SYNC_TASK_FINISHED",
         Effect.SYNC_TASK,
         None,
-        "periodic re-sync result recorded per account; does not change the stage",
+        "periodic re-sync result recorded per account; `SUCCEEDED` proves the account "
+        "`connected`, but is not the first data (never makes data ready)",
     ),
     _webhook("ARCHIVE_STARTED", Effect.ARCHIVE, "started", "archive `archiveId` is `started`"),
     _webhook(

@@ -99,6 +99,10 @@ class ConnectionStatus(StrEnum):
 # --- what arrives -------------------------------------------------------------------------------
 
 
+# Smile's spec types the version as a number; a string is kept as sent rather than refused.
+EnvelopeVersion = int | float | Annotated[str, Field(max_length=32)]
+
+
 def _no_data_is_empty(value: Any) -> Any:
     return {} if value is None else value
 
@@ -114,7 +118,7 @@ class SmileWebhook(BaseModel):
     model_config = ConfigDict(populate_by_name=True, strict=False)
 
     id: str = Field(min_length=1, max_length=256)
-    version: int
+    version: EnvelopeVersion
     type: str = Field(min_length=1, max_length=128)
     created_at: UtcDatetime = Field(alias="createdAt")
     data: Annotated[dict[str, Any], BeforeValidator(_no_data_is_empty)] = Field(
@@ -131,7 +135,7 @@ class Event(CamelModel):
     created_at: UtcDatetime
     received_at: UtcDatetime
     data: dict[str, Any] = Field(default_factory=dict)
-    version: int = 1  # the webhook envelope's version; widget and reconcile events are 1
+    version: EnvelopeVersion = 1  # the webhook envelope's; widget and reconcile events are 1
 
     @property
     def dedupe_key(self) -> str:
@@ -239,7 +243,7 @@ class EventRecord(CamelModel):
     created_at: datetime
     received_at: datetime
     known: bool = True
-    version: int = 1
+    version: EnvelopeVersion = 1
 
 
 class Facts(CamelModel):

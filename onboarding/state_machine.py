@@ -3,7 +3,8 @@
 
 Every fact merges commutatively, so any permutation of the same events (with any duplicates)
 ends in the same facts: sets are unions, counters are sums over deduplicated events, and every
-status is last-writer-wins ordered by ``(proof beats hint, createdAt, lifecycle, content)``.
+status is last-writer-wins ordered by ``(proof beats hint, createdAt, reconciliation beats
+webhook, lifecycle, content)``.
 
 Smile's ``createdAt`` has one-second precision, so ties are common; they are broken by what the
 events mean (an account is created before it connects), never by their ids. The event id comes
@@ -192,16 +193,23 @@ _WIDGET_LIFECYCLE = {"open": 0, "closed": 1}
 # A session is completed, then possibly reset to start again.
 _SESSION_LIFECYCLE = {"USER_SESSION_COMPLETED": 0, "USER_SESSION_RESET": 1}
 
-Rank = tuple[bool, datetime, int, tuple[str, ...], str, str]
+Rank = tuple[bool, datetime, bool, int, tuple[str, ...], str]
 
 
 def _rank(
     source: Source, at: datetime, lifecycle: int, content: tuple[str | None, ...], event_id: str
 ) -> Rank:
-    """Proof beats hint, then the later event, then the later step of the lifecycle, then the
-    content (so that two same-second errors settle on the same one whatever their ids), then
-    the source (a webhook and a reconciliation saying the same)."""
-    return (source.is_proof, at, lifecycle, tuple(c or "" for c in content), source, event_id)
+    """Proof beats hint, then the later event; within one second, Smile's record as
+    reconciliation read it beats a webhook, then the later step of the lifecycle, then the
+    content (so that two same-second errors settle on the same one whatever their ids)."""
+    return (
+        source.is_proof,
+        at,
+        source is Source.RECONCILE,
+        lifecycle,
+        tuple(c or "" for c in content),
+        event_id,
+    )
 
 
 # --- effects: one per catalogue entry kind --------------------------------------------------
@@ -213,7 +221,8 @@ def _str(data: dict[str, Any], key: str) -> str | None:
 
 
 def _providers(data: dict[str, Any]) -> list[str]:
-    found = [p for p in data.get("providers") or [] if isinstance(p, str) and p]
+    listed = data.get("providers")
+    found = [p for p in listed if isinstance(p, str) and p] if isinstance(listed, list) else []
     provider_id = _str(data, "providerId")
     if provider_id:
         found.append(provider_id)

@@ -93,7 +93,9 @@ class CloseCallback(_Data):
 
 
 class UploadsCallback(_Data):
-    uploads: dict[str, Any] | list[Any] | None = None
+    # Checked for shape, but never kept: it may name the user's files, and only the count of
+    # callbacks matters to the onboarding.
+    uploads: dict[str, Any] | list[Any] | None = Field(None, exclude=True)
 
 
 class UIAccount(BaseModel):
@@ -105,6 +107,15 @@ class UIAccount(BaseModel):
     account_id: _Id | None = Field(None, alias="accountId")
 
 
+class UIArchive(BaseModel):
+    """``archive`` of an ``onUIEvent``: the kind of document (``fileType``), nothing personal."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    archive_id: _Id | None = Field(None, alias="archiveId")
+    file_type: str | None = Field(None, alias="fileType", max_length=64)
+
+
 class UIEventCallback(_Data):
     event_name: str = Field(alias="eventName", min_length=1, max_length=128)
     event_time: Annotated[
@@ -112,7 +123,7 @@ class UIEventCallback(_Data):
     ] = None
     mode: str | None = Field(None, max_length=32)
     account: UIAccount | None = None
-    archive: dict[str, Any] | None = None
+    archive: UIArchive | None = None
 
 
 # One model per Wink Widget callback (shapes from Smile's "Event Notifications" chapter).

@@ -242,3 +242,29 @@ async def test_the_reconcile_activity_classifies_errors(
     with pytest.raises(ApplicationError) as caught:
         await SmileActivities(client).reconcile(user)
     assert caught.value.type == "SmileBadRequest" and caught.value.non_retryable
+
+
+@pytest.mark.parametrize("status", [403, 404])
+async def test_a_data_endpoint_refused_skips_that_type_and_nothing_else(
+    client: SmileClient, standin: Standin, status: int
+) -> None:
+    # A 404 anywhere else means "no such user" and ends the onboarding; not from a data endpoint.
+    user = (await client.create_user(None)).user.id
+    await play(standin, user, "ACCOUNT_CREATED")
+    await play(standin, user, "INCOMES_ADDED", count=2)
+    await standin.faults(failNext=1, failStatus=status, onlyPath="/v1/identities")
+    result = await SmileActivities(client).reconcile(user, ["identity", "incomes"])
+    assert result.data == {"incomes": 2}
+    assert result.accounts == 1
+
+
+async def test_a_task_with_null_datapoints_does_not_fail_the_reconciliation(
+    client: SmileClient, standin: Standin
+) -> None:
+    user = (await client.create_user(None)).user.id
+    await play(standin, user, "ACCOUNT_CREATED")
+    await play(standin, user, "TASK_FINISHED")
+    for task in standin.state.tasks.values():
+        task["datapoints"] = None
+    result = await SmileActivities(client).reconcile(user, [])
+    assert result.tasks == 1

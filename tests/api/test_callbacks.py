@@ -164,6 +164,14 @@ DOCUMENTED: list[tuple[str, str, dict[str, Any], dict[str, Any], dict[str, Any]]
       "account": {"providerId": "abccorp"}},
      {"widget.state": "open", "widget.lastScreen": "MfaPageOpened"}),
     ("onTokenExpired, no data", "onTokenExpired", {}, {}, {"token.expiredReports": 1}),
+    ("onUploadsCreated, file names never kept", "onUploadsCreated",
+     {"data": {"uploads": {"files": [{"name": "payslip-jane-doe.pdf"}]}}}, {},
+     {"widget.uploadsCreated": 1}),
+    ("onUIEvent with an archive, only its id and fileType kept", "onUIEvent",
+     {"data": {"eventName": "FileTypePageOpened",
+               "archive": {"fileType": "PAYSLIP", "fileName": "jane.pdf"}}},
+     {"eventName": "FileTypePageOpened", "archive": {"fileType": "PAYSLIP"}},
+     {"widget.lastScreen": "FileTypePageOpened"}),
 ]  # fmt: skip
 
 

@@ -367,6 +367,19 @@ def test_other_envelope_versions_are_applied_and_counted() -> None:
     assert journal.facts.other_versions == {"2": 1}
     assert journal.facts.accounts["a-1"].status is ConnectionStatus.CONNECTED
     assert sorted(r.version for r in journal.history) == [1, 2]
+    for version in (1.5, "2-beta"):
+        envelope = SmileWebhook.model_validate(
+            {
+                "id": "et-1",
+                "version": version,
+                "type": "USER_CREATED",
+                "createdAt": "2021-04-14T09:30:24Z",
+                "data": {"userId": "u"},
+            }
+        )
+        later = event("USER_CREATED").model_copy(update={"version": envelope.version})
+        counted = apply_all(new_journal("u"), [later]).facts.other_versions
+        assert counted == {str(version): 1}
 
 
 def test_a_naive_created_at_is_read_as_utc() -> None:

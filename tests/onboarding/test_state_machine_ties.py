@@ -11,8 +11,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from onboarding.catalogue import CATALOGUE, EventSpec
 from onboarding.models import ConnectionStatus, Event, Facts, Source, Stage
-from onboarding.state_machine import apply_all, derive_stage, new_journal
+from onboarding.state_machine import apply_all, derive_stage, new_journal, presented_accounts
 from tests.onboarding.test_state_machine_properties import REQUIRED, journeys
 from tests.smile_samples import BASE_TIME
 
@@ -230,3 +231,79 @@ def test_widget_data_claims_prove_nothing() -> None:
     facts = apply_all(new_journal("u"), [hint]).facts
     assert facts.accounts["a-1"].status is ConnectionStatus.PENDING
     assert not facts.accounts["a-1"].ever_connected
+
+
+def test_within_one_second_reconciliation_corrects_a_webhook() -> None:
+    connected = webhook("ACCOUNT_CONNECTED", 0, accountId="a-1")
+    disconnected = webhook("ACCOUNT_DISCONNECTED", 0, accountId="a-1")
+    for said, smile_says, expected in (
+        (connected, "ACCOUNT_FAILED", ConnectionStatus.ERROR),
+        (disconnected, "ACCOUNT_CONNECTED", ConnectionStatus.CONNECTED),
+    ):
+        record = said.model_copy(
+            update={"id": "a-1:record", "type": smile_says, "source": Source.RECONCILE}
+        )
+        for journey in ([said, record], [record, said]):
+            account = apply_all(new_journal("u"), journey).facts.accounts["a-1"]
+            assert (account.status, account.reported_by) == (expected, Source.RECONCILE)
+
+
+# --- whatever a signed payload holds, applying it never raises ---------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+KEYS = st.sampled_from(
+    [
+        "accountId",
+        "providers",
+        "providerId",
+        "sourceId",
+        "sourceType",
+        "status",
+        "taskType",
+        "errorCode",
+        "errorMessage",
+        "archiveId",
+        "inviteId",
+        "count",
+        "reason",
+        "eventName",
+        "account",
+        "session",
+        "userId",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    spec=st.sampled_from(sorted(CATALOGUE.values(), key=lambda s: (s.source, s.name))),
+    data=st.dictionaries(KEYS, JSON, max_size=4),
+)
+def test_no_payload_makes_an_effect_raise(spec: EventSpec, data: dict[str, Any]) -> None:
+    # Inside the workflow, an exception here would fail its task on every retry. Well-formed ids
+    # first, so that the effects get past them to the odd fields.
+    well_formed = {
+        "accountId": "a-1",
+        "sourceId": "a-1",
+        "sourceType": "ACCOUNT",
+        "archiveId": "ar-1",
+        "status": "SUCCEEDED",
+        "eventName": "MfaPageOpened",
+        "account": {"providerId": "abccorp"},
+        "session": {"status": "COMPLETED"},
+    }
+    odd = Event(
+        id="et-odd",
+        type=spec.name,
+        source=spec.source,
+        created_at=BASE_TIME,
+        received_at=BASE_TIME,
+        data={**well_formed, **data},
+    )
+    journal = apply_all(new_journal("u"), [odd, odd.model_copy(update={"id": "et-2"})])
+    derive_stage(journal.facts, REQUIRED)
+    presented_accounts(journal.facts)
