@@ -20,6 +20,7 @@ from activities.smile_models import (
 )
 from onboarding.datapoints import ENDPOINTS, WEBHOOK_PREFIXES
 from onboarding.models import CamelModel, Event, Source
+from onboarding.state_machine import task_status
 
 _ACCOUNT_TYPES = {
     "PENDING": "ACCOUNT_CREATED",
@@ -125,7 +126,8 @@ def task_outcome(task: SmileTask) -> str | None:
     if status in ("SUCCEEDED", "FAILED"):
         return status
     if status == "FINISHED" or (not status and task.finished_at is not None):
-        return "SUCCEEDED" if task.datapoints else "FINISHED"
+        # The same rule as a TASK_FINISHED webhook that states no status.
+        return task_status("TASK_FINISHED", {"datapoints": task.datapoints})
     if status == "STARTED":
         return "STARTED"
     return None

@@ -376,6 +376,7 @@ class OnboardingView(CamelModel):
 
     user_id: str
     workflow_id: str
+    user_created_at: datetime | None = None  # USER_CREATED: when Smile created the user
     stage: Stage
     status: Status
     status_reason: str | None

@@ -271,6 +271,10 @@ class Onboardings:
                 )
         except WorkflowUpdateFailedError as err:
             raise InvalidChange(_failure_message(err)) from err
+        except WorkflowAlreadyStartedError as err:
+            # The same Idempotency-Key again, after that user's onboarding ended.
+            await _settle(operation)
+            raise OnboardingEnded(created.user_id) from err
         except OnboardingError:
             await _settle(operation)
             raise

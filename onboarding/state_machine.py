@@ -187,7 +187,7 @@ _ACCOUNT_LIFECYCLE = {
 # An archive is started, fails or is analyzed, and is revoked last.
 _ARCHIVE_LIFECYCLE = {"started": 0, "failed": 1, "analyzed": 2, "revoked": 3}
 # A task is started and then finishes; a success in the same second as a failure wins.
-_TASK_LIFECYCLE = {"STARTED": 0, "FAILED": 2, "SUCCEEDED": 3}
+_TASK_LIFECYCLE = {"STARTED": 0, "FINISHED": 1, "FAILED": 2, "SUCCEEDED": 3}
 _INVITE_LIFECYCLE = {"invited": 0, "linked": 1}
 _WIDGET_LIFECYCLE = {"open": 0, "closed": 1}
 # A session is completed, then possibly reset to start again.
@@ -293,6 +293,21 @@ def _prove_connected(facts: Facts, event: Event, account_id: str | None) -> None
         _set_account_status(facts, event, account_id, ConnectionStatus.CONNECTED)
 
 
+def task_status(event_type: str, data: dict[str, Any]) -> str:
+    """A task's status as Smile states it; else ``STARTED`` for ``TASK_STARTED``, and for a
+    finished task (the spec does not require ``status``) ``SUCCEEDED`` if it saved datapoints
+    ("the datapoints saved when the task finished") or ``FINISHED``, outcome unknown, which
+    never counts as a success. Reconciliation reads Smile's tasks by the same rule."""
+    stated = _str(data, "status")
+    if stated is not None:
+        return stated.upper()
+    if not event_type.endswith("FINISHED"):
+        return "STARTED"
+    datapoints = data.get("datapoints")
+    saved = isinstance(datapoints, list) and any(isinstance(d, str) and d for d in datapoints)
+    return "SUCCEEDED" if saved else "FINISHED"
+
+
 def _task(facts: Facts, event: Event, spec: EventSpec) -> None:
     kind = "sync" if spec.effect is Effect.SYNC_TASK else "task"
     source_id = _str(event.data, "sourceId") or _str(event.data, "accountId")
@@ -300,7 +315,7 @@ def _task(facts: Facts, event: Event, spec: EventSpec) -> None:
         return
     source_type = (_str(event.data, "sourceType") or "ACCOUNT").upper()
     task_type = _str(event.data, "taskType") or "UNKNOWN"
-    status = (_str(event.data, "status") or "STARTED").upper()
+    status = task_status(event.type, event.data)
     error_code = _str(event.data, "errorCode")
     key = f"{kind}:{source_type}:{source_id}:{task_type}"
     current = facts.tasks.get(key)

@@ -408,6 +408,7 @@ class OnboardingWorkflow:
         return OnboardingView(
             user_id=self._user_id,
             workflow_id=workflow_id_for(self._user_id),
+            user_created_at=facts.user_created_at,
             stage=life.stage,
             status=life.status,
             status_reason=life.status_reason,

@@ -43,6 +43,19 @@ async def test_start_returns_what_the_front_end_needs(
     assert started["linkToken"] not in str(view)
 
 
+async def test_an_idempotency_key_reused_after_the_onboarding_ended_is_409(
+    api: httpx.AsyncClient, admin: dict[str, str], shared_standin: Standin
+) -> None:
+    headers = {**admin, "Idempotency-Key": unique_user()}
+    first = await api.post("/onboardings", headers=headers, json={})
+    assert first.status_code == 201, first.text
+    user = first.json()["userId"]
+    assert (await api.post(f"/onboardings/{user}/cancel", headers=admin)).status_code == 200
+    again = await api.post("/onboardings", headers=headers, json={})
+    assert again.status_code == 409, again.text
+    assert user in again.json()["detail"] and "already ended" in again.json()["detail"]
+
+
 async def test_an_idempotency_key_makes_a_retry_safe(
     api: httpx.AsyncClient, admin: dict[str, str], shared_standin: Standin
 ) -> None:

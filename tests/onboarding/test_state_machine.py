@@ -400,3 +400,27 @@ def test_a_naive_created_at_is_read_as_utc() -> None:
     assert naive.created_at.tzinfo is not None and naive.received_at.tzinfo is not None
     # Mixed with aware times in one journal, nothing raises.
     apply_all(new_journal("u"), [naive, event("ACCOUNT_CREATED", accountId="a-1")])
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "status", "stage"),
+    [
+        ("TASK_STARTED", {}, "STARTED", Stage.ACCOUNT_CREATED),
+        ("TASK_FINISHED", {}, "FINISHED", Stage.ACCOUNT_CREATED),  # outcome unknown
+        ("TASK_FINISHED", {"datapoints": []}, "FINISHED", Stage.ACCOUNT_CREATED),
+        ("TASK_FINISHED", {"datapoints": ["IDENTITIES"]}, "SUCCEEDED", Stage.DATA_READY),
+        ("TASK_FINISHED", {"status": "failed", "datapoints": ["X"]}, "FAILED", None),
+        ("ACCOUNT_SYNC_TASK_FINISHED", {}, "FINISHED", Stage.ACCOUNT_CREATED),
+    ],
+)
+def test_a_finished_task_without_a_status_succeeded_only_if_it_saved_datapoints(
+    event_type: str, data: dict[str, object], status: str, stage: Stage | None
+) -> None:
+    created = event("ACCOUNT_CREATED", accountId="a-1", at=0)
+    task = event(event_type, sourceId="a-1", sourceType="ACCOUNT", taskType="SYNC", at=1, **data)
+    facts = apply_all(new_journal("u"), [created, task]).facts
+    (recorded,) = facts.tasks.values()
+    assert recorded.status == status
+    assert recorded.succeeded is (status == "SUCCEEDED")
+    if stage is not None:
+        assert derive_stage(facts, REQUIRED) is stage
