@@ -263,6 +263,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         concurrency=args.concurrency,
         seed=args.seed,
         stall_after=args.stall_after,
+        standin_url=args.standin_url,
     )
     console = Console()
     result = asyncio.run(simulate(config, console))
@@ -373,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="play synthetic users through a running service")
     sim.add_argument("--users", type=int, required=True)
+    sim.add_argument(
+        "--standin-url",
+        default=None,
+        help="the Smile stand-in's URL (onboarding dev: http://127.0.0.1:8234); without it the "
+        "healed journeys are skipped",
+    )
     sim.add_argument("--concurrency", type=int, default=10)
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument(

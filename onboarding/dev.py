@@ -96,7 +96,9 @@ async def run_dev(options: DevOptions) -> None:
         _print_banner(options, server, settings, secrets, data_dir, with_standin)
         stop_task = asyncio.create_task(stop.wait(), name="stop")
         if options.simulate:
-            simulation = asyncio.create_task(_simulate(options, secrets), name="simulate")
+            simulation = asyncio.create_task(
+                _simulate(options, secrets, with_standin), name="simulate"
+            )
             stack.callback(simulation.cancel)
         await asyncio.wait({worker_task, api_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         print("\nstopping: API, worker, Temporal …", flush=True)
@@ -163,7 +165,7 @@ def _others(values: tuple[str, ...], first: str = "") -> str:
     return f"   ({first}; {more})" if first else f"   ({more})"
 
 
-async def _simulate(options: DevOptions, secrets: DevSecrets) -> None:
+async def _simulate(options: DevOptions, secrets: DevSecrets, with_standin: bool) -> None:
     from rich.console import Console
 
     from onboarding.simulate import SimulationConfig, report, simulate
@@ -174,6 +176,7 @@ async def _simulate(options: DevOptions, secrets: DevSecrets) -> None:
         admin_token=secrets.admin_token,
         webhook_secret=secrets.webhook_secret,
         users=options.simulate,
+        standin_url=f"http://127.0.0.1:{options.smile_port}" if with_standin else None,
     )
     result = await simulate(config, console)
     report(result, console)

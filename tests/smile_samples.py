@@ -70,3 +70,52 @@ def event(
         received_at=created,
         data={"userId": "u-test", **data},
     )
+
+
+# --- every documented example (extracted from Smile's docs by fixtures/smile/extract_documented.py)
+
+DOCUMENTED = FIXTURES / "documented"
+# Event types that name no user: Smile sends them, and they match no onboarding.
+NO_USER_TYPES = frozenset(
+    {"RECORD_CREATED", "RECORD_COMPLETED", "VERIFICATION_STARTED", "VERIFICATION_COMPLETED"}
+)
+
+
+def documented_webhooks() -> list[dict[str, Any]]:
+    """Every webhook example of Smile's OpenAPI spec and webhook reference, with where it came
+    from (``source``) and the ``data`` fields the spec marks required for its type."""
+    return json.loads((DOCUMENTED / "webhooks.json").read_text())  # type: ignore[no-any-return]
+
+
+def documented_callbacks() -> dict[str, Any]:
+    """The Wink Widget callbacks (name -> documented data properties) and ``onUIEvent``
+    screens (event name -> event-specific properties) of Smile's callback reference."""
+    return json.loads((DOCUMENTED / "callbacks.json").read_text())  # type: ignore[no-any-return]
+
+
+def minimal_data(example: dict[str, Any]) -> dict[str, Any]:
+    """An example's ``data`` reduced to the fields the spec marks required (those the example
+    has), required nested objects (the ``session``) reduced the same way."""
+    data: dict[str, Any] = example["envelope"].get("data") or {}
+    kept = {name: data[name] for name in example["required"] if name in data}
+    for name, fields in example.get("requiredNested", {}).items():
+        if isinstance(kept.get(name), dict):
+            kept[name] = {f: kept[name][f] for f in fields if f in kept[name]}
+    return kept
+
+
+def fresh_envelope(
+    example: dict[str, Any], user_id: str, *, minimal: bool = False
+) -> dict[str, Any]:
+    """A documented example with a fresh event id, re-targeted at ``user_id`` wherever it names
+    its user (``data.userId``, or ``data.session.userId`` for the session events)."""
+    envelope: dict[str, Any] = json.loads(json.dumps(example["envelope"]))
+    envelope["id"] = f"et-{uuid.uuid4().hex}"
+    if minimal:
+        envelope["data"] = minimal_data(example)
+    data = envelope.setdefault("data", {})
+    if isinstance(data.get("session"), dict):
+        data["session"]["userId"] = user_id
+    elif envelope["type"] not in NO_USER_TYPES:
+        data["userId"] = user_id
+    return envelope
