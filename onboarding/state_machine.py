@@ -9,14 +9,24 @@ webhook, lifecycle, content)``.
 Smile's ``createdAt`` has one-second precision, so ties are common; they are broken by what the
 events mean (an account is created before it connects), never by their ids. The event id comes
 last only to pick which of two events saying exactly the same thing is remembered as the
-source."""
+source.
+
+Everything the journal carries through continue-as-new is bounded: the dedupe window and the
+history by count and bytes (oldest dropped first), and what widget hints can add to the facts by
+the caps below. The unknown types and MFA providers keep their smallest values, which stays
+commutative; past their caps, which widget-only accounts and widget-reported providers are kept
+depends on arrival order (proof is never capped)."""
 
 from __future__ import annotations
 
+import base64
 import bisect
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+
+from pydantic_core import to_json
 
 from onboarding.catalogue import Effect, EventSpec, spec_for
 from onboarding.models import (
@@ -29,6 +39,7 @@ from onboarding.models import (
     Facts,
     Invite,
     Journal,
+    OnboardingOptions,
     Source,
     Stage,
     SyncTask,
@@ -37,6 +48,35 @@ from onboarding.models import (
 
 DEFAULT_DEDUPE_WINDOW = 10_000
 DEFAULT_HISTORY_LIMIT = 500
+# Byte budgets of what continue-as-new carries; the defaults of ``OnboardingOptions``.
+DEFAULT_DEDUPE_WINDOW_BYTES = 80 * 1024
+DEFAULT_HISTORY_BYTES = 64 * 1024
+
+# A dedupe key is kept as the first 16 bytes of its SHA-256, in unpadded URL-safe base64: 22
+# characters whatever the id's length, and never a "/" (a raw ``source/id`` key always has one).
+_DIGEST_BYTES = 16
+# What one digest costs in the serialized window: 22 characters, two quotes and a comma.
+SEEN_ENTRY_BYTES = 22 + 3
+
+# Caps on facts that the user's browser can grow (widget callbacks are unauthenticated hints).
+# Signed webhooks and reconciliation are never capped.
+MAX_WIDGET_ONLY_ACCOUNTS = 20  # accounts that only the widget ever reported
+MAX_WIDGET_PROVIDERS = 2  # providers the widget adds to an account, up to this many in all
+MAX_MFA_PROVIDERS = 10  # widget.mfa_providers: the smallest provider ids are kept
+MAX_UNKNOWN_TYPES = 50  # facts.unknown_types: the smallest type names are kept
+
+
+def dedupe_digest(key: str) -> str:
+    """The fixed-size form of a dedupe key in ``Journal.seen``. Pure and deterministic, so
+    fine inside workflow code; ``surrogatepass`` so that no string, however odd, can fail."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:_DIGEST_BYTES]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _as_digest(entry: str) -> str:
+    """An entry of ``Journal.seen`` as a digest: journals written before digests hold raw
+    ``source/id`` keys (always with a "/", which a digest never has)."""
+    return dedupe_digest(entry) if "/" in entry else entry
 
 
 def new_journal(user_id: str) -> Journal:
@@ -49,9 +89,17 @@ def apply(
     *,
     dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
     history_limit: int = DEFAULT_HISTORY_LIMIT,
+    dedupe_window_bytes: int = DEFAULT_DEDUPE_WINDOW_BYTES,
+    history_bytes: int = DEFAULT_HISTORY_BYTES,
 ) -> Journal:
     """Return the journal after ``event``; the input is left untouched."""
-    machine = StateMachine(journal.model_copy(deep=True), dedupe_window, history_limit)
+    machine = StateMachine(
+        journal.model_copy(deep=True),
+        dedupe_window,
+        history_limit,
+        dedupe_window_bytes=dedupe_window_bytes,
+        history_bytes=history_bytes,
+    )
     machine.apply(event)
     return machine.journal
 
@@ -63,29 +111,60 @@ def apply_all(journal: Journal, events: Iterable[Event], **limits: int) -> Journ
     return machine.journal
 
 
+def _record_bytes(record: EventRecord) -> int:
+    """A history record's share of the serialized journal, measured exactly as the pydantic
+    data converter writes it (``pydantic_core.to_json``), with its separating comma."""
+    return len(to_json(record)) + 1
+
+
 class StateMachine:
     """Applies events to a journal it owns, in place, with an index for cheap dedupe.
 
-    The workflow keeps one of these for its lifetime; :func:`apply` wraps it purely."""
+    The workflow keeps one of these for its lifetime; :func:`apply` wraps it purely. Loading a
+    journal converts raw dedupe keys to digests and trims the window and the history to the
+    limits given, so a journal carried over from an older version is bounded from here on."""
 
     def __init__(
         self,
         journal: Journal,
         dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
         history_limit: int = DEFAULT_HISTORY_LIMIT,
+        *,
+        dedupe_window_bytes: int = DEFAULT_DEDUPE_WINDOW_BYTES,
+        history_bytes: int = DEFAULT_HISTORY_BYTES,
     ) -> None:
         self.journal = journal
-        self._seen = set(journal.seen)
-        self._dedupe_window = dedupe_window
+        # Every digest costs the same, so the byte budget is simply a second count cap (n
+        # digests serialize to 25n + 1 bytes: the brackets, less one comma).
+        seen_fit = (dedupe_window_bytes - 1) // SEEN_ENTRY_BYTES
+        self._seen_cap = max(1, min(dedupe_window, seen_fit))
         self._history_limit = history_limit
+        self._history_budget = history_bytes
+        journal.seen = list(dict.fromkeys(_as_digest(entry) for entry in journal.seen))
+        self._seen = set(journal.seen)
+        self._trim_seen()
+        # The serialized history: the brackets, less one comma, and each record with its comma.
+        self._history_size = 1 + sum(_record_bytes(r) for r in journal.history)
+        self._trim_history()
+
+    @classmethod
+    def for_options(cls, journal: Journal, options: OnboardingOptions) -> StateMachine:
+        """The machine with every limit an onboarding's options set."""
+        return cls(
+            journal,
+            options.dedupe_window,
+            options.history_limit,
+            dedupe_window_bytes=options.dedupe_window_bytes,
+            history_bytes=options.history_bytes,
+        )
 
     def apply(self, event: Event) -> bool:
         """Apply one event; False if it was a duplicate and changed nothing."""
-        key = event.dedupe_key
-        if key in self._seen:
+        digest = dedupe_digest(event.dedupe_key)
+        if digest in self._seen:
             self.journal.duplicates_ignored += 1
             return False
-        self._remember(key)
+        self._remember(digest)
         spec = spec_for(event.source, event.type)
         facts = self.journal.facts
         if facts.last_event_at is None or event.created_at > facts.last_event_at:
@@ -94,18 +173,23 @@ class StateMachine:
             version = str(event.version)
             facts.other_versions[version] = facts.other_versions.get(version, 0) + 1
         if spec is None:
-            if event.type not in facts.unknown_types:
-                bisect.insort(facts.unknown_types, event.type)
+            _keep_smallest(facts.unknown_types, event.type, MAX_UNKNOWN_TYPES)
         else:
             _EFFECTS[spec.effect](facts, event, spec)
         self._record(event, known=spec is not None)
         return True
 
-    def _remember(self, key: str) -> None:
-        self._seen.add(key)
-        self.journal.seen.append(key)
-        while len(self.journal.seen) > self._dedupe_window:
-            self._seen.discard(self.journal.seen.pop(0))
+    def _remember(self, digest: str) -> None:
+        self._seen.add(digest)
+        self.journal.seen.append(digest)
+        self._trim_seen()
+
+    def _trim_seen(self) -> None:
+        seen = self.journal.seen
+        excess = len(seen) - self._seen_cap
+        if excess > 0:
+            self._seen.difference_update(seen[:excess])
+            del seen[:excess]
 
     def _record(self, event: Event, *, known: bool) -> None:
         record = EventRecord(
@@ -119,9 +203,26 @@ class StateMachine:
         )
         history = self.journal.history
         bisect.insort(history, record, key=lambda r: (r.created_at, r.source.value, r.id))
-        if len(history) > self._history_limit:
-            del history[0]
+        self._history_size += _record_bytes(record)
+        self._trim_history()
         self.journal.events_total += 1
+
+    def _trim_history(self) -> None:
+        """Drop the oldest records until the history is within both its count and its bytes."""
+        history = self.journal.history
+        while history and (
+            len(history) > self._history_limit or self._history_size > self._history_budget
+        ):
+            self._history_size -= _record_bytes(history.pop(0))
+
+
+def _keep_smallest(values: list[str], value: str, cap: int) -> None:
+    """Add ``value`` to the sorted ``values``, keeping only the ``cap`` smallest: the result is
+    the ``cap`` smallest of every value ever added, whatever the order (still commutative)."""
+    if value in values:
+        return
+    bisect.insort(values, value)
+    del values[cap:]
 
 
 # --- derived facts ---------------------------------------------------------------------------
@@ -248,10 +349,14 @@ def _set_account_status(
     error_message = _str(event.data, "errorMessage") if status is ConnectionStatus.ERROR else None
     proven = status is ConnectionStatus.CONNECTED and event.source.is_proof
     current = facts.accounts.get(account_id)
+    hint = not event.source.is_proof
     if current is None:
+        if hint and _widget_only_accounts(facts) >= MAX_WIDGET_ONLY_ACCOUNTS:
+            return  # over the cap: the hint stays in the history only
+        providers = sorted(set(_providers(event.data)))
         facts.accounts[account_id] = Account(
             account_id=account_id,
-            providers=sorted(set(_providers(event.data))),
+            providers=providers[:MAX_WIDGET_PROVIDERS] if hint else providers,
             status=status,
             error_code=error_code,
             error_message=error_message,
@@ -261,7 +366,12 @@ def _set_account_status(
             ever_connected=proven,
         )
         return
-    current.providers = sorted(set(current.providers) | set(_providers(event.data)))
+    if not hint:
+        current.providers = sorted(set(current.providers) | set(_providers(event.data)))
+    elif len(current.providers) < MAX_WIDGET_PROVIDERS:
+        added = sorted(set(_providers(event.data)) - set(current.providers))
+        room = MAX_WIDGET_PROVIDERS - len(current.providers)
+        current.providers = sorted(set(current.providers) | set(added[:room]))
     current.ever_connected = current.ever_connected or proven
     incoming = _rank(
         event.source,
@@ -284,6 +394,16 @@ def _set_account_status(
         current.reported_by = event.source
         current.updated_at = event.created_at
         current.event_id = event.id
+
+
+def _widget_only_accounts(facts: Facts) -> int:
+    """Accounts that only the widget ever reported: proof beats a hint in every ranking, so an
+    account still ``reported_by`` the widget has had no webhook or reconciliation about it."""
+    return sum(
+        1
+        for a in facts.accounts.values()
+        if a.reported_by is Source.WIDGET and not a.ever_connected
+    )
 
 
 def _prove_connected(facts: Facts, event: Event, account_id: str | None) -> None:
@@ -507,6 +627,10 @@ def _ui_event(facts: Facts, event: Event, spec: EventSpec) -> None:
         seen = widget.mfa_providers.get(provider_id)
         if seen is None or event.created_at > seen:
             widget.mfa_providers[provider_id] = event.created_at
+        while len(widget.mfa_providers) > MAX_MFA_PROVIDERS:
+            # Keep the smallest provider ids: a kept one was never dropped, so its time is the
+            # latest of all its events, and the result does not depend on arrival order.
+            del widget.mfa_providers[max(widget.mfa_providers)]
 
 
 def _uploads_created(facts: Facts, event: Event, spec: EventSpec) -> None:
