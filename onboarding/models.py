@@ -273,7 +273,10 @@ class Journal(CamelModel):
     history: list[EventRecord] = Field(default_factory=list)
     events_total: int = 0
     duplicates_ignored: int = 0
-    seen: list[str] = Field(default_factory=list)  # dedupe keys, oldest first
+    # The dedupe window, oldest first: each key as a fixed-size digest (22 characters, see
+    # ``state_machine.dedupe_digest``). Journals carried over from before digests hold raw
+    # ``source/id`` keys; the state machine converts them when it loads the journal.
+    seen: list[str] = Field(default_factory=list)
 
 
 # --- options, lifecycle and the operator's view ----------------------------------------------
@@ -291,8 +294,19 @@ class OnboardingOptions(CamelModel):
     timeouts: Timeouts
     required_data: list[str]
     continue_as_new_after: int = 2000
+    # The dedupe window and the history travel in every continue-as-new input, so each is capped
+    # by count and by its serialized size; whichever is reached first drops the oldest. A dedupe
+    # key is a 16-byte digest, 25 bytes of JSON whatever the id's length, so the byte budget is
+    # in effect a count: 80 KiB holds 3,276 keys (below the 10,000 of ``dedupe_window``). A
+    # history record is measured as serialized: with Smile's ``et-<32 hex>`` ids one is about
+    # 194 bytes (64 KiB: about 337 records), with a 256-character id and a 128-character type
+    # 526 (124 records). With these defaults and the caps on what widget hints add to the facts
+    # (state_machine.MAX_*), the whole continue-as-new input of 10,000 events with the longest
+    # ids is about 180 KB (tests/onboarding/test_bounded_state.py), leaving room under 256 KiB.
     dedupe_window: int = 10_000
+    dedupe_window_bytes: int = Field(80 * 1024, ge=1024)
     history_limit: int = 500
+    history_bytes: int = Field(64 * 1024, ge=4096)
 
 
 class Deadlines(CamelModel):
@@ -326,6 +340,12 @@ class Lifecycle(CamelModel):
     runs: int = 1
     external_metadata: dict[str, Any] | None = None
     reconcile: ReconcileState = Field(default_factory=ReconcileState)
+    # Wishes, kept until their outcome is reported, so that continue-as-new never loses one.
+    token_refresh_wanted: bool = False
+    stall_reconcile_wanted: bool = False
+    stall_notice_wanted: bool = False
+    stall_deadline: datetime | None = None  # the stall deadline that was passed
+    last_notice_error: str | None = None
 
 
 class OnboardingInput(CamelModel):
@@ -365,6 +385,16 @@ class StartRequest(CamelModel):
     token_expires_at: datetime | None = None
     timeouts: TimeoutsChange | None = None
     required_data: list[str] | None = None
+
+
+class UpdateOutcome(CamelModel):
+    """What an update answers: enough for its caller, never the whole history (an update's
+    result is kept in the workflow's history; the full view is a query away)."""
+
+    user_id: str
+    stage: Stage
+    status: Status
+    status_reason: str | None = None
 
 
 class CancelRequest(CamelModel):

@@ -8,7 +8,7 @@ import base64
 import binascii
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,11 +53,13 @@ from onboarding.models import (
 )
 from onboarding.settings import Settings
 from workflows.create_user import CreateSmileUserWorkflow
-from workflows.onboarding import OnboardingWorkflow
+from workflows.onboarding import ONBOARDING_ENDED, OnboardingWorkflow
 
-_T = TypeVar("_T")
 # Updates that call Smile may wait out the activity's retries (CREATE_TOKEN: 3 minutes).
 _SMILE_CALL_WAIT = timedelta(minutes=4)
+
+_T = TypeVar("_T")
+OnboardingHandle = WorkflowHandle[OnboardingWorkflow, OnboardingView]
 
 _UNAVAILABLE = {
     RPCStatusCode.UNAVAILABLE,
@@ -202,7 +204,7 @@ class Onboardings:
         # Every new onboarding starts with these; built once, not on every webhook.
         self.default_options = settings.default_options()
 
-    def _handle(self, user_id: str) -> WorkflowHandle[OnboardingWorkflow, OnboardingView]:
+    def _handle(self, user_id: str) -> OnboardingHandle:
         return self.client.get_workflow_handle_for(OnboardingWorkflow.run, workflow_id_for(user_id))
 
     async def ingest(self, user_id: str, events: list[Event]) -> IngestResult:
@@ -263,7 +265,7 @@ class Onboardings:
         )
         try:
             with _temporal_errors():
-                view = await self.client.execute_update_with_start_workflow(
+                await self.client.execute_update_with_start_workflow(
                     OnboardingWorkflow.begin,
                     begin,
                     start_workflow_operation=operation,
@@ -278,6 +280,7 @@ class Onboardings:
         except OnboardingError:
             await _settle(operation)
             raise
+        view = await self.get(created.user_id)
         return self._issued(created.user_id, created.token, secret), view
 
     async def _create_smile_user(self, request: StartRequest, key: str) -> CreatedUser:
@@ -308,14 +311,19 @@ class Onboardings:
     async def link_token(self, user_id: str) -> IssuedToken:
         secret = self._callback_secret()
         token = await self._update(
-            user_id, "refresh_link_token", None, LinkToken, rpc_timeout=_SMILE_CALL_WAIT
+            user_id,
+            lambda h, t: h.execute_update(OnboardingWorkflow.refresh_link_token, rpc_timeout=t),
+            rpc_timeout=_SMILE_CALL_WAIT,
         )
         return self._issued(user_id, token, secret)
 
     async def reconcile(self, user_id: str) -> OnboardingView:
-        return await self._update(
-            user_id, "reconcile", None, OnboardingView, rpc_timeout=_SMILE_CALL_WAIT
+        await self._update(
+            user_id,
+            lambda h, t: h.execute_update(OnboardingWorkflow.reconcile, rpc_timeout=t),
+            rpc_timeout=_SMILE_CALL_WAIT,
         )
+        return await self.get(user_id)
 
     def _callback_secret(self) -> SecretStr:
         if self.settings.callback_secret is None:
@@ -341,34 +349,33 @@ class Onboardings:
             )
 
     async def set_timeouts(self, user_id: str, change: TimeoutsChange) -> Timeouts:
-        return await self._update(user_id, "set_timeouts", change, Timeouts)
+        return await self._update(
+            user_id, lambda h, t: h.execute_update(OnboardingWorkflow.set_timeouts, change,
+                                                   rpc_timeout=t)
+        )  # fmt: skip
 
     async def cancel(self, user_id: str, reason: str) -> OnboardingView:
-        return await self._update(user_id, "cancel", CancelRequest(reason=reason), OnboardingView)
+        request = CancelRequest(reason=reason)
+        await self._update(
+            user_id, lambda h, t: h.execute_update(OnboardingWorkflow.cancel, request,
+                                                   rpc_timeout=t)
+        )  # fmt: skip
+        return await self.get(user_id)
 
     async def _update(
         self,
         user_id: str,
-        name: str,
-        arg: CamelModel | None,
-        result: type[_T],
+        call: Callable[[OnboardingHandle, timedelta], Awaitable[_T]],
         rpc_timeout: timedelta | None = None,
     ) -> _T:
-        handle = self._handle(user_id)
-        args = [] if arg is None else [arg]
+        """Run one update (``call`` names it by reference) and translate its failures."""
         try:
             with _temporal_errors():
-                outcome: _T = await handle.execute_update(
-                    name,
-                    args=args,
-                    result_type=result,
-                    rpc_timeout=rpc_timeout or self.settings.rpc_timeout,
-                )
-                return outcome
+                return await call(self._handle(user_id), rpc_timeout or self.settings.rpc_timeout)
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            if "already ended" in message:
+            if isinstance(cause, ApplicationError) and cause.type == ONBOARDING_ENDED:
                 raise OnboardingEnded(user_id) from err
             if isinstance(cause, ApplicationError) and cause.type == "SmileCallFailed":
                 raise SmileCallFailed(message) from err

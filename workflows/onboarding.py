@@ -1,13 +1,17 @@
-"""One user's onboarding as one durable workflow.
+"""One user's onboarding as one durable workflow, thin by design.
 
-Signals carry events (webhooks, widget callbacks) into the pure state machine; the workflow keeps
-the lifecycle around it: the stage's clock, stalls, expiry, the settle window after data is ready,
-search attributes for listing, and continue-as-new before the history grows too long."""
+Signals carry events (webhooks, widget callbacks) into the pure state machine; what to do over
+time is decided by the pure lifecycle (``onboarding/lifecycle.py``). This module only feeds both,
+runs the lifecycle's commands as concurrent tasks (so a slow Smile never holds up the clock),
+keeps one timer armed at the next deadline (re-armed only when that deadline moves), and
+continues as new with the state it carries."""
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -16,11 +20,28 @@ with workflow.unsafe.imports_passed_through():
     from activities.notices import StallNotice, notify_stalled
     from activities.reconcile import Reconciliation
     from activities.smile_models import LinkToken
-    from onboarding import search_attributes
+    from onboarding import lifecycle, search_attributes
     from onboarding.identity import workflow_id_for
+    from onboarding.lifecycle import (
+        CLOCK_TOLERANCE,
+        CancelRequested,
+        ClockTick,
+        Command,
+        FetchToken,
+        Input,
+        NoticeFinished,
+        NotifyStalled,
+        Publish,
+        Reconcile,
+        ReconcileFinished,
+        Resumed,
+        StageObserved,
+        TimeoutsChanged,
+        TokenExpiryReported,
+        TokenFetchFinished,
+    )
     from onboarding.models import (
         CancelRequest,
-        Deadlines,
         EventBatch,
         Lifecycle,
         OnboardingInput,
@@ -31,8 +52,8 @@ with workflow.unsafe.imports_passed_through():
         Status,
         Timeouts,
         TimeoutsChange,
+        UpdateOutcome,
         check_timeouts_change,
-        stage_with_stall_timeout,
     )
     from onboarding.state_machine import (
         StateMachine,
@@ -42,10 +63,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.policies import CREATE_TOKEN, NOTICE, RECONCILE
 
-# Timers fire on millisecond boundaries; a deadline this close counts as reached.
-_CLOCK_TOLERANCE = timedelta(milliseconds=1)
 # A pre-fetched token is handed out only while it has at least this long to live.
 _TOKEN_MIN_LIFE = timedelta(minutes=5)
+# The ApplicationError type with which Smile's "no such user" reaches the workflow.
+_SMILE_NOT_FOUND = "SmileNotFound"
 
 
 @workflow.defn(name="OnboardingWorkflow")
@@ -55,27 +76,36 @@ class OnboardingWorkflow:
         self._user_id = input.user_id
         self._options = input.options
         journal = input.journal or new_journal(input.user_id)
-        self._machine = StateMachine(
-            journal, input.options.dedupe_window, input.options.history_limit
-        )
-        self._life = input.lifecycle.model_copy(deep=True) if input.lifecycle else Lifecycle()
+        self._machine = StateMachine.for_options(journal, input.options)
+        self._state: lifecycle.State | None = None
         if input.lifecycle is not None:
-            self._life.runs += 1
+            life = input.lifecycle.model_copy(deep=True)
+            life.runs += 1
+            self._state = lifecycle.State(life, self._options.timeouts)
+        # A new onboarding starts with these search attributes (see operations); later runs
+        # publish what they carry.
+        self._published: tuple[Stage, Status] | None = (
+            (Stage.CREATED, Status.ACTIVE) if input.lifecycle is None else None
+        )
         self._signals_this_run = 0
-        self._wake = False
-        self._published: tuple[Stage, Status] | None = None
-        self._token_refresh_wanted = False
-        self._prefetched: LinkToken | None = None  # kept in memory only, never in the state
+        self._tasks: dict[type[Command], asyncio.Task[None]] = {}
+        self._timer: asyncio.Task[None] | None = None
+        self._armed_for: datetime | None = None
+        self._changed = False
+        # The token pre-fetched after onTokenExpired, until the next link-token request takes
+        # it. Its value is in that activity's result in history, as every token's is.
+        self._prefetched: LinkToken | None = None
 
     # --- run loop ----------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingView:
         self._ensure_started()
-        self._publish()
-        while not self._life.status.is_terminal:
+        self._feed(Resumed())
+        while not self._ended:
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                self._stop_tasks()  # their wishes are carried in the lifecycle
                 workflow.continue_as_new(
                     OnboardingInput(
                         user_id=self._user_id,
@@ -84,201 +114,171 @@ class OnboardingWorkflow:
                         lifecycle=self._life,
                     )
                 )
-            if self._token_refresh_wanted and workflow.patched("refresh-token-on-expiry"):
-                self._token_refresh_wanted = False
-                await self._prefetch_token()
-                continue
-            self._wake = False
-            remaining = self._time_to_next_deadline()
-            if remaining is None or remaining > _CLOCK_TOLERANCE:
-                with contextlib.suppress(TimeoutError):
-                    await workflow.wait_condition(
-                        lambda: self._wake or self._should_continue_as_new(), timeout=remaining
-                    )
-            await self._on_clock()
+            self._arm_timer()
+            await workflow.wait_condition(
+                lambda: (
+                    self._changed
+                    or self._ended
+                    or (self._timer is not None and self._timer.done())
+                    or self._should_continue_as_new()
+                )
+            )
+            self._changed = False
+            if self._timer is not None and self._timer.done():
+                self._timer = self._armed_for = None
+                self._feed(ClockTick())
+        self._stop_tasks()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._view()
 
+    @property
+    def _life(self) -> Lifecycle:
+        assert self._state is not None
+        return self._state.life
+
+    @property
+    def _ended(self) -> bool:
+        return self._life.status.is_terminal
+
     def _should_continue_as_new(self) -> bool:
-        if self._life.status.is_terminal:
+        if self._ended:
             return False
         return (
             self._signals_this_run >= self._options.continue_as_new_after
             or workflow.info().is_continue_as_new_suggested()
         )
 
-    def _time_to_next_deadline(self) -> timedelta | None:
-        due = [d for d in self._pending_deadlines() if d is not None]
-        if not due:
-            return None
-        return max(min(due) - workflow.now(), timedelta(0))
+    def _arm_timer(self) -> None:
+        """Keep one timer armed at the next deadline; touch it only when that deadline moves."""
+        assert self._state is not None
+        due = lifecycle.next_deadline(self._state)
+        if due == self._armed_for and (due is None or self._timer is not None):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._armed_for = None, due
+        if due is None:
+            return
+        delay = due - workflow.now()
+        if delay <= CLOCK_TOLERANCE:
+            self._feed(ClockTick())  # already due: no timer needed
+            self._armed_for = None
+            self._changed = True
+            return
+        self._timer = asyncio.create_task(asyncio.sleep(delay.total_seconds()))
 
-    def _pending_deadlines(self) -> list[datetime | None]:
-        deadlines = self._deadlines()
-        stall = deadlines.stall if self._life.status is Status.ACTIVE else None
-        return [stall, deadlines.expire, deadlines.settle]
+    # --- the lifecycle, and its commands ------------------------------------------------------
 
-    async def _on_clock(self) -> None:
-        now = workflow.now() + _CLOCK_TOLERANCE
-        deadlines = self._deadlines()
-        if deadlines.settle is not None and now >= deadlines.settle:
-            self._end(Status.COMPLETED, "data ready and the settle window has passed")
-        elif deadlines.expire is not None and now >= deadlines.expire:
-            self._end(Status.EXPIRED, f"no progress past the {self._life.stage.value} stage")
-        elif (
-            self._life.status is Status.ACTIVE
-            and deadlines.stall is not None
-            and now >= deadlines.stall
-        ):
-            await self._stall(deadlines.stall)
+    def _ensure_started(self) -> None:
+        if self._state is None:
+            self._state = lifecycle.start(self._options.timeouts, workflow.now())
+            self._options.timeouts = self._state.timeouts
+            self._feed(StageObserved(self._derive_stage()))
 
-    async def _stall(self, deadline: datetime) -> None:
-        life = self._life
-        life.status = Status.STALLED
-        life.status_reason = f"in stage {life.stage.value} past its stall timeout"
-        life.stalled_at = workflow.now()
-        life.stalls += 1
-        self._publish()
-        workflow.logger.info("onboarding %s stalled in %s", self._user_id, life.stage.value)
-        if workflow.patched("reconcile-on-stall"):
-            # A missed webhook is the usual cause: ask Smile before telling anyone.
-            await self._reconcile()
-            if life.status is not Status.STALLED:
-                return
-        assert life.stage_entered_at is not None
-        await workflow.execute_activity(
-            notify_stalled,
-            StallNotice(
-                user_id=self._user_id,
-                stage=life.stage,
-                stage_entered_at=life.stage_entered_at,
-                deadline=deadline,
-                stalls=life.stalls,
-            ),
-            start_to_close_timeout=NOTICE.start_to_close,
-            retry_policy=NOTICE.retry,
+    def _feed(self, event: Input) -> None:
+        assert self._state is not None
+        decision = lifecycle.step(self._state, event, workflow.now())
+        self._state = decision.state
+        self._options.timeouts = decision.state.timeouts
+        for command in decision.commands:
+            self._run(command)
+        self._changed = True
+
+    def _run(self, command: Command) -> None:
+        match command:
+            case Publish(stage=stage, status=status):
+                self._publish(stage, status)
+            case Reconcile():
+                self._spawn(command, self._reconcile_for_stall)
+            case FetchToken():
+                self._spawn(command, self._prefetch_token)
+            case NotifyStalled():
+                self._spawn(command, lambda: self._notify(command))
+
+    def _spawn(self, command: Command, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a command on its own; one of each kind at a time (its outcome settles the wish)."""
+        running = self._tasks.get(type(command))
+        if running is not None and not running.done():
+            return
+        self._tasks[type(command)] = asyncio.create_task(work())
+
+    def _stop_tasks(self) -> None:
+        for task in self._tasks.values():
+            if not task.done():
+                task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _publish(self, stage: Stage, status: Status) -> None:
+        """Upsert the search attributes, only when they changed."""
+        if (stage, status) == self._published:
+            return
+        self._published = (stage, status)
+        workflow.upsert_search_attributes(
+            [
+                search_attributes.STAGE.value_set(stage.value),
+                search_attributes.STATUS.value_set(status.value),
+            ]
         )
 
-    # --- handlers ----------------------------------------------------------------------------
+    def _derive_stage(self) -> Stage:
+        return derive_stage(self._machine.journal.facts, self._options.required_data)
 
-    @workflow.signal
-    def ingest(self, batch: EventBatch) -> None:
-        """Events for this user (usually one). Duplicates by id change nothing."""
-        self._ensure_started()
-        self._signals_this_run += 1
-        if self._life.status.is_terminal:
-            workflow.logger.info(
-                "onboarding %s is %s; ignoring events", self._user_id, self._life.status.value
-            )
-            return
-        changed = False
-        for event in batch.events:
-            if self._machine.apply(event):
-                changed = True
-                if event.source is Source.WIDGET and event.type == "onTokenExpired":
-                    self._token_refresh_wanted = True
-        if changed:
-            self._refresh_stage()
-            self._wake = True
+    def _observe(self) -> None:
+        self._feed(StageObserved(self._derive_stage()))
 
-    @workflow.query
-    def state(self) -> OnboardingView:
-        return self._view()
-
-    @workflow.update
-    def set_timeouts(self, change: TimeoutsChange) -> Timeouts:
-        self._apply_timeouts(change)
-        return self._options.timeouts
-
-    def _apply_timeouts(self, change: TimeoutsChange) -> None:
-        timeouts = self._options.timeouts
-        for name, seconds in change.stall.items():
-            timeouts.stall[stage_with_stall_timeout(name)] = seconds
-        if change.expire_after is not None:
-            timeouts.expire_after = change.expire_after
-        if change.settle_window is not None:
-            timeouts.settle_window = change.settle_window
-        life = self._life
-        stall = self._deadlines().stall
-        if life.status is Status.STALLED and stall is not None and workflow.now() < stall:
-            life.status = Status.ACTIVE
-            life.status_reason = "stall timeout extended"
-            self._publish()
-        self._wake = True
-
-    @set_timeouts.validator
-    def _validate_timeouts(self, change: TimeoutsChange) -> None:
-        self._reject_if_ended()
-        if not change.stall and change.expire_after is None and change.settle_window is None:
-            raise ValueError("nothing to change: give stall timeouts, expireAfter or settleWindow")
-        check_timeouts_change(change)
-
-    @workflow.update
-    def begin(self, start: StartRequest) -> OnboardingView:
-        """Called once by ``POST /onboardings`` (update-with-start): the Smile user exists and
-        its first link token was handed out; per-onboarding options apply from now."""
-        self._ensure_started()
-        life = self._life
-        if start.external_metadata is not None:
-            life.external_metadata = start.external_metadata
-        if start.required_data is not None:
-            self._options.required_data = list(start.required_data)
-        if start.timeouts is not None:
-            self._apply_timeouts(start.timeouts)
-        if start.token_expires_at is not None:
-            token = self._machine.journal.facts.token
-            token.issued_at = workflow.now()
-            token.expires_at = start.token_expires_at
-        self._refresh_stage()
-        self._wake = True
-        return self._view()
-
-    @begin.validator
-    def _validate_begin(self, start: StartRequest) -> None:
-        self._reject_if_ended()
-        if start.timeouts is not None:
-            check_timeouts_change(start.timeouts)
-        for dtype in start.required_data or []:
-            if not dtype.strip():
-                raise ValueError("requiredData entries must be non-empty data type names")
-
-    @workflow.update
-    async def refresh_link_token(self) -> LinkToken:
-        """A fresh single-use link token: the one pre-fetched after ``onTokenExpired`` if it is
-        still good, otherwise a new one from Smile."""
-        prefetched, self._prefetched = self._prefetched, None
-        if prefetched is not None and prefetched.expires_at - workflow.now() > _TOKEN_MIN_LIFE:
-            return prefetched
-        return await self._issue_token()
-
-    @refresh_link_token.validator
-    def _validate_refresh(self) -> None:
-        self._reject_if_ended()
-
-    @workflow.update
-    async def reconcile(self) -> OnboardingView:
-        """Check Smile's own records now and merge what they say."""
+    async def _reconcile_for_stall(self) -> None:
         await self._reconcile()
-        return self._view()
 
-    @reconcile.validator
-    def _validate_reconcile(self) -> None:
-        self._reject_if_ended()
+    async def _notify(self, command: NotifyStalled) -> None:
+        workflow.logger.info("onboarding %s stalled in %s", self._user_id, command.stage.value)
+        try:
+            await workflow.execute_activity(
+                notify_stalled,
+                StallNotice(
+                    user_id=self._user_id,
+                    stage=command.stage,
+                    stage_entered_at=command.stage_entered_at,
+                    deadline=command.deadline,
+                    stalls=command.stalls,
+                ),
+                start_to_close_timeout=NOTICE.start_to_close,
+                retry_policy=NOTICE.retry,
+            )
+        except ActivityError as err:
+            # A notice that cannot be delivered is recorded; the onboarding goes on.
+            self._feed(NoticeFinished(error=_cause(err)))
+            return
+        self._feed(NoticeFinished())
 
-    @workflow.update
-    def cancel(self, request: CancelRequest) -> OnboardingView:
-        self._end(Status.CANCELLED, request.reason)
-        return self._view()
-
-    @cancel.validator
-    def _validate_cancel(self, request: CancelRequest) -> None:
-        self._reject_if_ended()
-
-    def _reject_if_ended(self) -> None:
-        if self._life.status.is_terminal:
-            raise ValueError(f"onboarding already ended as {self._life.status.value}")
-
-    # --- calls to Smile ---------------------------------------------------------------------
+    async def _reconcile(self) -> None:
+        try:
+            result = await workflow.execute_activity(
+                "smile_reconcile",
+                args=[self._user_id, list(self._options.required_data)],
+                result_type=Reconciliation,
+                start_to_close_timeout=RECONCILE.start_to_close,
+                retry_policy=RECONCILE.retry,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            not_found = isinstance(cause, ApplicationError) and cause.type == _SMILE_NOT_FOUND
+            self._feed(ReconcileFinished(error=_cause(err), user_not_found=not_found))
+            return
+        added = sum(1 for event in result.events if self._machine.apply(event))
+        if added:
+            self._observe()
+        self._feed(
+            ReconcileFinished(
+                accounts=result.accounts,
+                archives=result.archives,
+                tasks=result.tasks,
+                data=dict(result.data),
+                skipped=result.skipped,
+                facts_added=added,
+            )
+        )
 
     async def _issue_token(self) -> LinkToken:
         token_state = self._machine.journal.facts.token
@@ -309,100 +309,131 @@ class OnboardingWorkflow:
         """After ``onTokenExpired``: get the next token ready for the widget."""
         try:
             self._prefetched = await self._issue_token()
-        except ApplicationError:
+        except ApplicationError as err:
             self._prefetched = None  # recorded in the token state; the next request retries
+            self._feed(TokenFetchFinished(error=err.message))
+            return
+        self._feed(TokenFetchFinished())
 
-    async def _reconcile(self) -> None:
-        record = self._life.reconcile
-        try:
-            result = await workflow.execute_activity(
-                "smile_reconcile",
-                args=[self._user_id, list(self._options.required_data)],
-                result_type=Reconciliation,
-                start_to_close_timeout=RECONCILE.start_to_close,
-                retry_policy=RECONCILE.retry,
+    # --- handlers ----------------------------------------------------------------------------
+
+    @workflow.signal
+    def ingest(self, batch: EventBatch) -> None:
+        """Events for this user (usually one). Duplicates by id change nothing."""
+        self._ensure_started()
+        self._signals_this_run += 1
+        if self._ended:
+            workflow.logger.info(
+                "onboarding %s is %s; ignoring events", self._user_id, self._life.status.value
             )
-        except ActivityError as err:
-            record.last_error = _cause(err)
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == "SmileNotFound":
-                self._end(Status.FAILED, "Smile has no record of this user")
             return
-        added = sum(1 for event in result.events if self._machine.apply(event))
-        record.runs += 1
-        record.last_at = workflow.now()
-        record.last_error = None
-        record.accounts_seen = result.accounts
-        record.archives_seen = result.archives
-        record.tasks_seen = result.tasks
-        record.data_seen = dict(result.data)
-        record.records_skipped = result.skipped
-        record.facts_added += added
-        if added and not self._life.status.is_terminal:
-            self._refresh_stage()
-            self._wake = True
+        changed = False
+        for event in batch.events:
+            if self._machine.apply(event):
+                changed = True
+                if event.source is Source.WIDGET and event.type == "onTokenExpired":
+                    self._feed(TokenExpiryReported())
+        if changed:
+            self._observe()
 
-    # --- lifecycle ---------------------------------------------------------------------------
+    @workflow.query
+    def state(self) -> OnboardingView:
+        return self._view()
 
-    def _ensure_started(self) -> None:
-        if self._life.started_at is None:
-            now = workflow.now()
-            self._life.started_at = now
-            self._life.stage_entered_at = now
-            self._refresh_stage()
+    @workflow.update
+    def set_timeouts(self, change: TimeoutsChange) -> Timeouts:
+        self._ensure_started()
+        self._feed(TimeoutsChanged(change))
+        return self._options.timeouts
 
-    def _refresh_stage(self) -> None:
+    @set_timeouts.validator
+    def _validate_timeouts(self, change: TimeoutsChange) -> None:
+        self._reject_if_ended()
+        if not change.stall and change.expire_after is None and change.settle_window is None:
+            raise ValueError("nothing to change: give stall timeouts, expireAfter or settleWindow")
+        check_timeouts_change(change)
+
+    @workflow.update
+    def begin(self, start: StartRequest) -> UpdateOutcome:
+        """Called once by ``POST /onboardings`` (update-with-start): the Smile user exists and
+        its first link token was handed out; per-onboarding options apply from now."""
+        self._ensure_started()
+        if start.external_metadata is not None:
+            self._life.external_metadata = start.external_metadata
+        if start.required_data is not None:
+            self._options.required_data = list(start.required_data)
+        if start.timeouts is not None:
+            self._feed(TimeoutsChanged(start.timeouts))
+        if start.token_expires_at is not None:
+            token = self._machine.journal.facts.token
+            token.issued_at = workflow.now()
+            token.expires_at = start.token_expires_at
+        self._observe()
+        return self._outcome()
+
+    @begin.validator
+    def _validate_begin(self, start: StartRequest) -> None:
+        self._reject_if_ended()
+        if start.timeouts is not None:
+            check_timeouts_change(start.timeouts)
+        for dtype in start.required_data or []:
+            if not dtype.strip():
+                raise ValueError("requiredData entries must be non-empty data type names")
+
+    @workflow.update
+    async def refresh_link_token(self) -> LinkToken:
+        """A fresh single-use link token: the one pre-fetched after ``onTokenExpired`` if it is
+        still good, otherwise a new one from Smile."""
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None and prefetched.expires_at - workflow.now() > _TOKEN_MIN_LIFE:
+            return prefetched
+        return await self._issue_token()
+
+    @refresh_link_token.validator
+    def _validate_refresh(self) -> None:
+        self._reject_if_ended()
+
+    @workflow.update
+    async def reconcile(self) -> UpdateOutcome:
+        """Check Smile's own records now and merge what they say."""
+        await self._reconcile()
+        return self._outcome()
+
+    @reconcile.validator
+    def _validate_reconcile(self) -> None:
+        self._reject_if_ended()
+
+    @workflow.update
+    def cancel(self, request: CancelRequest) -> UpdateOutcome:
+        self._ensure_started()
+        self._feed(CancelRequested(request.reason))
+        return self._outcome()
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelRequest) -> None:
+        self._reject_if_ended()
+
+    def _reject_if_ended(self) -> None:
+        if self._state is not None and self._ended:
+            raise ApplicationError(
+                f"onboarding already ended as {self._life.status.value}",
+                type=ONBOARDING_ENDED,
+                non_retryable=True,
+            )
+
+    # --- what callers read -------------------------------------------------------------------
+
+    def _outcome(self) -> UpdateOutcome:
         life = self._life
-        stage = derive_stage(self._machine.journal.facts, self._options.required_data)
-        if stage is not life.stage:
-            now = workflow.now()
-            life.stage = stage
-            life.stage_entered_at = now
-            if stage is Stage.DATA_READY and life.data_ready_at is None:
-                life.data_ready_at = now
-            if life.status is Status.STALLED:
-                life.status = Status.ACTIVE
-                life.status_reason = f"progress to {stage.value}"
-        self._publish()
-
-    def _end(self, status: Status, reason: str) -> None:
-        self._life.status = status
-        self._life.status_reason = reason
-        self._life.ended_at = workflow.now()
-        self._wake = True
-        self._publish()
-
-    def _deadlines(self) -> Deadlines:
-        life, timeouts = self._life, self._options.timeouts
-        if life.status.is_terminal or life.stage_entered_at is None:
-            return Deadlines()
-        if life.stage is Stage.DATA_READY:
-            assert life.data_ready_at is not None
-            return Deadlines(settle=life.data_ready_at + timedelta(seconds=timeouts.settle_window))
-        stall_seconds = timeouts.stall.get(life.stage)
-        return Deadlines(
-            stall=(
-                life.stage_entered_at + timedelta(seconds=stall_seconds)
-                if stall_seconds is not None
-                else None
-            ),
-            expire=life.stage_entered_at + timedelta(seconds=timeouts.expire_after),
-        )
-
-    def _publish(self) -> None:
-        """Upsert the search attributes, only when they changed."""
-        current = (self._life.stage, self._life.status)
-        if current == self._published:
-            return
-        self._published = current
-        workflow.upsert_search_attributes(
-            [
-                search_attributes.STAGE.value_set(current[0].value),
-                search_attributes.STATUS.value_set(current[1].value),
-            ]
+        return UpdateOutcome(
+            user_id=self._user_id,
+            stage=life.stage,
+            status=life.status,
+            status_reason=life.status_reason,
         )
 
     def _view(self) -> OnboardingView:
+        assert self._state is not None
         journal, life = self._machine.journal, self._life
         facts = journal.facts
         return OnboardingView(
@@ -428,7 +459,7 @@ class OnboardingWorkflow:
             session=facts.session,
             last_event_at=facts.last_event_at,
             timeouts=self._options.timeouts,
-            deadlines=self._deadlines(),
+            deadlines=lifecycle.deadlines(self._state),
             stalls=life.stalls,
             external_metadata=life.external_metadata,
             reconcile=life.reconcile,
@@ -439,6 +470,10 @@ class OnboardingWorkflow:
             other_versions=facts.other_versions,
             runs=life.runs,
         )
+
+
+# The ApplicationError type of an update refused because the onboarding has ended.
+ONBOARDING_ENDED = "OnboardingEnded"
 
 
 def _cause(err: ActivityError) -> str:

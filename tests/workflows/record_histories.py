@@ -1,7 +1,10 @@
 """Record the histories of representative journeys as JSON fixtures for the replay test.
 
 Record new journeys after an intentional, patched change to workflow logic; never re-record an
-existing one to paper over a broken replay (that is exactly what the replay test is for):
+existing one to paper over a broken replay (that is exactly what the replay test is for). All
+of them were re-recorded once, deliberately, for the pure-lifecycle rewrite of the workflow,
+before anything was deployed; the ``workflow.patched`` branches that protected only histories
+made during development were removed with it:
 
     python -m tests.workflows.record_histories NAME [NAME ...]
 
