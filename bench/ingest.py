@@ -1,13 +1,17 @@
 """Ingest benchmark: the service against the only honest baseline, Temporal itself.
 
     python bench/ingest.py [--rounds 4] [--seconds 10] [--concurrency 32] [--users 300]
+                           [--ordinary 30] [--only-history]
 
 One dev server (SQLite file, the same pragmas as ``onboarding dev``) is started for the run, with
 ``onboarding worker`` and ``onboarding api`` as separate processes, as in production.
 
 First a journey run of N simulated users (wall time, requests/s, mismatches, the worker's peak
-RSS). Then, in R rounds whose order alternates, each run S seconds at concurrency C and starting
-on a caught-up, quiet server:
+RSS), then K ordinary journeys (six webhooks a second apart, each its own signal); for both, the
+history events per journey (by kind of journey and by event type, read back with the Temporal
+client) and the Temporal server's CPU per journey (``bench/history.py``). ``--only-history``
+stops there, which takes well under a minute with small N and K. Then, in R rounds whose order
+alternates, each run S seconds at concurrency C and starting on a caught-up, quiet server:
 
 1. baseline: this process's raw Temporal client doing signal-with-start, exactly the request the
    service makes;
@@ -40,6 +44,14 @@ from pathlib import Path
 from statistics import median
 
 import httpx
+from history import (
+    HistoryFigures,
+    background_cores,
+    measure_phase,
+    ordinary_phase,
+    simulated_figures,
+)
+from history import report as report_history
 from loadgen import (  # beside this script, which Python puts first on sys.path
     Figures,
     RawHttp,
@@ -62,6 +74,7 @@ from onboarding.serving import serving
 from onboarding.settings import Settings
 from onboarding.simulate import SimulationConfig, SimulationResult, simulate
 from onboarding.smile_standin import create_standin_app
+from workflows import onboarding as workflow_module
 from workflows.onboarding import OnboardingWorkflow
 
 ONBOARDING = Path(sys.executable).parent / "onboarding"
@@ -172,6 +185,26 @@ async def drain(client: Client, settings: Settings, patience: float = 180.0) -> 
 
 
 # --- the stack ------------------------------------------------------------------------------
+
+
+def code_under_test() -> str:
+    """Which checkout's workflow code this process (and, by the same sys.path, the worker it
+    spawns) imports, with its commit: a before/after comparison must say what it measured."""
+    root = Path(str(workflow_module.__file__)).resolve().parents[1]
+    described = str(root)
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        git = ["git", "-C", str(root)]
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "workflows", "onboarding", "activities", "api"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        described += f" at {head}" + (" with uncommitted changes" if dirty else "")
+    return described
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -407,33 +440,52 @@ async def main(args: argparse.Namespace) -> None:
             meter = CpuMeter(
                 {"temporal": server.pid, "worker": worker.pid, "api": api.pid, "bench": os.getpid()}
             )
+            idle = await background_cores(meter.read)
             # Journeys first, on a fresh server: the ingest runs leave the worker a backlog.
-            journey = await simulate(
-                SimulationConfig(
-                    api_url=api_url,
-                    admin_token=ADMIN,
-                    webhook_secret=SECRET,
-                    users=args.users,
-                    concurrency=args.concurrency,
-                    seed=1,
-                    stall_after=2.0,
-                ),
-                console,
+            # The CPU per journey counts from their start until the server and worker are quiet.
+            config = SimulationConfig(
+                api_url=api_url,
+                admin_token=ADMIN,
+                webhook_secret=SECRET,
+                users=args.users,
+                concurrency=args.concurrency,
+                seed=1,
+                stall_after=2.0,
+                standin_url=f"http://127.0.0.1:{smile_port}",  # for the healed journeys
+            )
+            journey, journey_cpu = await measure_phase(
+                meter.read, args.users, lambda: simulate(config, console)
             )
             rss_after_journeys = peak_rss_mb(worker.pid)
-            bench = Bench(
-                args, client, settings, meter, http, api_host, api_url, workdir, use_wrk, processes
-            )
-            runs = {
-                kind: await compare(bench, kind, args.rounds) for kind in ("one-event", "bursty")
-            }
-            half_rate = median([b.rate for b, _ in runs["one-event"]]) / 2
-            runs["½ load"] = await compare_half_load(bench, half_rate, args.rounds)
-            rss = {
-                "worker after journeys": rss_after_journeys,
-                "worker after all": peak_rss_mb(worker.pid),
-                "api": peak_rss_mb(api.pid),
-            }
+            rows = await simulated_figures(client, journey, journey_cpu)
+            if args.ordinary > 0:
+                ordinary = await ordinary_phase(
+                    client, meter.read, api_url, SECRET, ADMIN, args.ordinary
+                )
+                rows.insert(0, ordinary)
+            histories = HistoryFigures(rows, idle)
+            rss = {"worker after journeys": rss_after_journeys}
+            if not args.only_history:
+                bench = Bench(
+                    args,
+                    client,
+                    settings,
+                    meter,
+                    http,
+                    api_host,
+                    api_url,
+                    workdir,
+                    use_wrk,
+                    processes,
+                )
+                runs = {
+                    kind: await compare(bench, kind, args.rounds)
+                    for kind in ("one-event", "bursty")
+                }
+                half_rate = median([b.rate for b, _ in runs["one-event"]]) / 2
+                runs["½ load"] = await compare_half_load(bench, half_rate, args.rounds)
+                rss["worker after all"] = peak_rss_mb(worker.pid)
+            rss["api"] = peak_rss_mb(api.pid)
     except BaseException:
         for name in ("worker", "api"):
             log = workdir / f"{name}.log"
@@ -449,7 +501,20 @@ async def main(args: argparse.Namespace) -> None:
             process.wait(timeout=30)
         await server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    report(runs, journey, rss, generator, args, half_rate)
+    report_history(histories, console, code_under_test())
+    if args.only_history:
+        console.print(journey_line(journey, rss))
+        print(
+            json.dumps(
+                {
+                    "history": histories.as_json(),
+                    "journey": journey_json(journey),
+                    "code": code_under_test(),
+                }
+            )
+        )
+        return
+    report(runs, journey, rss, generator, args, half_rate, histories)
 
 
 def median_figures(label: str, runs: list[Figures]) -> Figures:
@@ -472,6 +537,7 @@ def report(
     generator: str,
     args: argparse.Namespace,
     half_rate: float,
+    histories: HistoryFigures,
 ) -> None:
     console.print(f"\nmachine: {os.cpu_count()} cores; load generator for the service: {generator}")
     console.print(
@@ -517,11 +583,7 @@ def report(
         per_event = figures.cpu_ms_per_event()
         cpu.add_row(figures.label, *(f"{per_event.get(n, 0.0):.2f}" for n in names))
     console.print(cpu)
-    console.print(
-        f"journeys: {len(journey.runs)} users in {journey.seconds:.1f}s, "
-        f"{journey.requests / journey.seconds:.0f} requests/s, mismatches {journey.mismatches}; "
-        "peak RSS " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in rss.items())
-    )
+    console.print(journey_line(journey, rss))
     print(
         json.dumps(
             {
@@ -543,15 +605,29 @@ def report(
                     for f in summary
                 ],
                 "ratios": ratios,
-                "journey": {
-                    "users": len(journey.runs),
-                    "seconds": round(journey.seconds, 2),
-                    "mismatches": journey.mismatches,
-                },
+                "journey": journey_json(journey),
                 "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()},
+                "history": histories.as_json(),
+                "code": code_under_test(),
             }
         )
     )
+
+
+def journey_line(journey: SimulationResult, rss: dict[str, float]) -> str:
+    return (
+        f"journeys: {len(journey.runs)} users in {journey.seconds:.1f}s, "
+        f"{journey.requests / journey.seconds:.0f} requests/s, mismatches {journey.mismatches}; "
+        "peak RSS " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in rss.items())
+    )
+
+
+def journey_json(journey: SimulationResult) -> dict[str, object]:
+    return {
+        "users": len(journey.runs),
+        "seconds": round(journey.seconds, 2),
+        "mismatches": journey.mismatches,
+    }
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -575,6 +651,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--half-load-seconds", type=float, default=10.0)
     parser.add_argument("--no-wrk", action="store_true", help="use the Python load generator")
     parser.add_argument("--no-batching", action="store_true", help="one signal per event")
+    parser.add_argument(
+        "--ordinary",
+        type=int,
+        default=30,
+        help="ordinary journeys (six webhooks a second apart) in the history phase; 0: none",
+    )
+    parser.add_argument(
+        "--only-history",
+        action="store_true",
+        help="only the journeys and their history events and server CPU; no ingest rounds",
+    )
     return parser.parse_args(argv)
 
 

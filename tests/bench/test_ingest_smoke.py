@@ -39,3 +39,28 @@ def test_benchmark_smoke_run() -> None:
     assert figures["journey"] == {"users": 6, "seconds": figures["journey"]["seconds"],
                                   "mismatches": 0}  # fmt: skip
     assert figures["peak_rss_mb"]["worker after journeys"] > 0
+    history = figures["history"]["kinds"]
+    assert history["ordinary"]["events_mean"] > 0
+    assert history["all simulated"]["cpu_ms_per_journey"]["temporal"] > 0
+
+
+def test_history_phase_smoke_run() -> None:
+    """``--only-history``: the journeys' history events and server CPU are produced (printed by
+    real runs, never asserted: only that there are figures)."""
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--only-history", "--users", "11", "--ordinary", "2",
+         "--concurrency", "8", "--no-wrk"],
+        capture_output=True, text=True, timeout=300, check=False,
+        cwd=SCRIPT.parents[1],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "History events per journey" in result.stdout
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    kinds = figures["history"]["kinds"]
+    assert {"ordinary", "all simulated"} <= set(kinds)
+    for name in ("ordinary", "all simulated"):
+        assert kinds[name]["journeys"] > 0
+        assert kinds[name]["events_mean"] > 0
+        assert kinds[name]["by_type"]["WorkflowTaskCompleted"] > 0
+        assert kinds[name]["cpu_ms_per_journey"]["temporal"] > 0
+    assert "rows" not in figures  # no ingest rounds in this mode
