@@ -412,5 +412,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> None:
+    """The console script: ``main``, then out without interpreter teardown. Temporal's Rust
+    core keeps threads of its own, and tearing the interpreter down under them can abort the
+    process after a clean shutdown (temporalio/sdk-python#300): a successful ``onboarding dev``
+    exiting 134. Everything of ours is closed by then, so only output needs flushing."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

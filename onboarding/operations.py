@@ -4,6 +4,7 @@ request into one of these calls and its outcome into a response."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from pydantic import SecretStr
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -35,6 +37,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.smile_models import CreatedUser, CreateUserRequest, LinkToken
 from onboarding import callback_tokens, search_attributes
 from onboarding.datapoints import normalise_required_data
+from onboarding.error_types import ONBOARDING_ENDED, SMILE_CALL_FAILED
 from onboarding.external_metadata import check_external_metadata
 from onboarding.identity import WORKFLOW_TYPE, user_id_from, workflow_id_for
 from onboarding.models import (
@@ -53,10 +56,13 @@ from onboarding.models import (
 )
 from onboarding.settings import Settings
 from workflows.create_user import CreateSmileUserWorkflow
-from workflows.onboarding import ONBOARDING_ENDED, OnboardingWorkflow
+from workflows.onboarding import OnboardingWorkflow
+from workflows.policies import CREATE_TOKEN, RECONCILE_NOW, longest_wait
 
-# Updates that call Smile may wait out the activity's retries (CREATE_TOKEN: 3 minutes).
-_SMILE_CALL_WAIT = timedelta(minutes=4)
+# Updates that call Smile wait out the activity's bound, and a little more for Temporal itself.
+_MARGIN = timedelta(seconds=30)
+_TOKEN_WAIT = longest_wait(CREATE_TOKEN) + _MARGIN
+_RECONCILE_WAIT = longest_wait(RECONCILE_NOW) + _MARGIN
 
 _T = TypeVar("_T")
 OnboardingHandle = WorkflowHandle[OnboardingWorkflow, OnboardingView]
@@ -188,11 +194,6 @@ def _temporal_errors(user_id: str | None = None) -> Iterator[None]:
     except WorkflowUpdateRPCTimeoutOrCancelledError as err:
         # The update's RPC ran out of time (or was cancelled) before Temporal answered.
         raise TemporalUnavailable(err) from err
-    except RuntimeError as err:
-        # A lazy client that cannot reach the server raises this instead of an RPCError.
-        if "client connect" in str(err).lower():
-            raise TemporalUnavailable(err) from err
-        raise
 
 
 class Onboardings:
@@ -201,8 +202,27 @@ class Onboardings:
     def __init__(self, client: Client, settings: Settings) -> None:
         self.client = client
         self.settings = settings
+        self._is_connected = False
         # Every new onboarding starts with these; built once, not on every webhook.
         self.default_options = settings.default_options()
+
+    async def _connected(self) -> None:
+        """A lazy client (the API starts before Temporal may be up) connects on its first call,
+        and a connect that fails raises a bare ``RuntimeError``. Make that first connect here,
+        where any failure means Temporal is unreachable; after it, failures are ``RPCError``s
+        with a status. One call, the first time only."""
+        if self._is_connected:
+            return
+        try:
+            await self.client.workflow_service.get_system_info(
+                GetSystemInfoRequest(), timeout=self.settings.rpc_timeout
+            )
+        except RPCError as err:
+            _raise_for_rpc(err)
+            raise
+        except RuntimeError as err:
+            raise TemporalUnavailable(err) from err
+        self._is_connected = True
 
     def _handle(self, user_id: str) -> OnboardingHandle:
         return self.client.get_workflow_handle_for(OnboardingWorkflow.run, workflow_id_for(user_id))
@@ -212,6 +232,7 @@ class Onboardings:
         only once Temporal has durably accepted the signal."""
         workflow_id = workflow_id_for(user_id)
         try:
+            await self._connected()
             with _temporal_errors():
                 await self.client.start_workflow(
                     OnboardingWorkflow.run,
@@ -264,6 +285,7 @@ class Onboardings:
             search_attributes=initial_search_attributes(),
         )
         try:
+            await self._connected()
             with _temporal_errors():
                 await self.client.execute_update_with_start_workflow(
                     OnboardingWorkflow.begin,
@@ -286,6 +308,7 @@ class Onboardings:
     async def _create_smile_user(self, request: StartRequest, key: str) -> CreatedUser:
         workflow_id = f"create-smile-user-{key}"
         try:
+            await self._connected()
             with _temporal_errors():
                 try:
                     handle = await self.client.start_workflow(
@@ -313,7 +336,7 @@ class Onboardings:
         token = await self._update(
             user_id,
             lambda h, t: h.execute_update(OnboardingWorkflow.refresh_link_token, rpc_timeout=t),
-            rpc_timeout=_SMILE_CALL_WAIT,
+            rpc_timeout=_TOKEN_WAIT,
         )
         return self._issued(user_id, token, secret)
 
@@ -321,7 +344,7 @@ class Onboardings:
         await self._update(
             user_id,
             lambda h, t: h.execute_update(OnboardingWorkflow.reconcile, rpc_timeout=t),
-            rpc_timeout=_SMILE_CALL_WAIT,
+            rpc_timeout=_RECONCILE_WAIT,
         )
         return await self.get(user_id)
 
@@ -343,6 +366,7 @@ class Onboardings:
         )
 
     async def get(self, user_id: str) -> OnboardingView:
+        await self._connected()
         with _temporal_errors(user_id):
             return await self._handle(user_id).query(
                 OnboardingWorkflow.state, rpc_timeout=self.settings.rpc_timeout
@@ -370,6 +394,7 @@ class Onboardings:
     ) -> _T:
         """Run one update (``call`` names it by reference) and translate its failures."""
         try:
+            await self._connected()
             with _temporal_errors():
                 return await call(self._handle(user_id), rpc_timeout or self.settings.rpc_timeout)
         except WorkflowUpdateFailedError as err:
@@ -377,7 +402,7 @@ class Onboardings:
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
             if isinstance(cause, ApplicationError) and cause.type == ONBOARDING_ENDED:
                 raise OnboardingEnded(user_id) from err
-            if isinstance(cause, ApplicationError) and cause.type == "SmileCallFailed":
+            if isinstance(cause, ApplicationError) and cause.type == SMILE_CALL_FAILED:
                 raise SmileCallFailed(message) from err
             raise InvalidChange(message) from err
         except RPCError as err:
@@ -410,6 +435,7 @@ class Onboardings:
             next_page_token=token,
             rpc_timeout=self.settings.rpc_timeout,
         )
+        await self._connected()
         with _temporal_errors():
             try:
                 await iterator.fetch_next_page()
@@ -440,16 +466,25 @@ class Onboardings:
 
     async def funnel(self) -> Funnel:
         async def count(stage: Stage | None = None, status: Status | None = None) -> int:
+            await self._connected()
             with _temporal_errors():
                 result = await self.client.count_workflows(
                     _visibility_query(stage, status), rpc_timeout=self.settings.rpc_timeout
                 )
             return result.count
 
+        # One count per stage and per status, all at once rather than one after another.
+        await self._connected()
+        total, *counts = await asyncio.gather(
+            count(),
+            *(count(stage=stage) for stage in Stage),
+            *(count(status=status) for status in Status),
+        )
+        stages = len(Stage)
         return Funnel(
-            total=await count(),
-            by_stage={stage: await count(stage=stage) for stage in Stage},
-            by_status={status: await count(status=status) for status in Status},
+            total=total,
+            by_stage=dict(zip(Stage, counts[:stages], strict=True)),
+            by_status=dict(zip(Status, counts[stages:], strict=True)),
         )
 
 
@@ -486,4 +521,8 @@ def _visibility_query(stage: Stage | None, status: Status | None) -> str:
         clauses.append(f"{search_attributes.STAGE.name} = '{stage.value}'")
     if status is not None:
         clauses.append(f"{search_attributes.STATUS.name} = '{status.value}'")
+        if not status.is_terminal:
+            # Active or stalled means running: a workflow terminated from outside (by an
+            # operator in Temporal's UI, say) keeps the status it last published.
+            clauses.append("ExecutionStatus = 'Running'")
     return " AND ".join(clauses)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.smile import SmileActivities
     from activities.smile_models import CreatedUser, CreateUserRequest
     from workflows.policies import CREATE_USER
 
@@ -14,11 +15,6 @@ with workflow.unsafe.imports_passed_through():
 class CreateSmileUserWorkflow:
     @workflow.run
     async def run(self, request: CreateUserRequest) -> CreatedUser:
-        created: CreatedUser = await workflow.execute_activity(
-            "smile_create_user",
-            request,
-            result_type=CreatedUser,
-            start_to_close_timeout=CREATE_USER.start_to_close,
-            retry_policy=CREATE_USER.retry,
+        return await workflow.execute_activity_method(
+            SmileActivities.create_user, request, **CREATE_USER
         )
-        return created

@@ -18,9 +18,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.notices import StallNotice, notify_stalled
-    from activities.reconcile import Reconciliation
+    from activities.smile import SmileActivities
+    from activities.smile_errors import SmileNotFound
     from activities.smile_models import LinkToken
     from onboarding import lifecycle, search_attributes
+    from onboarding.error_types import ONBOARDING_ENDED, SMILE_CALL_FAILED
     from onboarding.identity import workflow_id_for
     from onboarding.lifecycle import (
         CLOCK_TOLERANCE,
@@ -61,12 +63,10 @@ with workflow.unsafe.imports_passed_through():
         new_journal,
         presented_accounts,
     )
-    from workflows.policies import CREATE_TOKEN, NOTICE, RECONCILE
+    from workflows.policies import CREATE_TOKEN, NOTICE, RECONCILE, RECONCILE_NOW
 
 # A pre-fetched token is handed out only while it has at least this long to live.
 _TOKEN_MIN_LIFE = timedelta(minutes=5)
-# The ApplicationError type with which Smile's "no such user" reaches the workflow.
-_SMILE_NOT_FOUND = "SmileNotFound"
 
 
 @workflow.defn(name="OnboardingWorkflow")
@@ -229,7 +229,7 @@ class OnboardingWorkflow:
         self._feed(StageObserved(self._derive_stage()))
 
     async def _reconcile_for_stall(self) -> None:
-        await self._reconcile()
+        await self._reconcile(RECONCILE)
 
     async def _notify(self, command: NotifyStalled) -> None:
         workflow.logger.info("onboarding %s stalled in %s", self._user_id, command.stage.value)
@@ -243,8 +243,7 @@ class OnboardingWorkflow:
                     deadline=command.deadline,
                     stalls=command.stalls,
                 ),
-                start_to_close_timeout=NOTICE.start_to_close,
-                retry_policy=NOTICE.retry,
+                **NOTICE,
             )
         except ActivityError as err:
             # A notice that cannot be delivered is recorded; the onboarding goes on.
@@ -252,20 +251,22 @@ class OnboardingWorkflow:
             return
         self._feed(NoticeFinished())
 
-    async def _reconcile(self) -> None:
+    async def _reconcile(self, policy: workflow.ActivityConfig) -> str | None:
+        """Merge Smile's records; the error, if Smile could not be asked."""
         try:
-            result = await workflow.execute_activity(
-                "smile_reconcile",
+            result = await workflow.execute_activity_method(
+                SmileActivities.reconcile,
                 args=[self._user_id, list(self._options.required_data)],
-                result_type=Reconciliation,
-                start_to_close_timeout=RECONCILE.start_to_close,
-                retry_policy=RECONCILE.retry,
+                **policy,
             )
         except ActivityError as err:
             cause = err.cause
-            not_found = isinstance(cause, ApplicationError) and cause.type == _SMILE_NOT_FOUND
-            self._feed(ReconcileFinished(error=_cause(err), user_not_found=not_found))
-            return
+            not_found = (
+                isinstance(cause, ApplicationError) and cause.type == SmileNotFound.type_name
+            )
+            error = _cause(err)
+            self._feed(ReconcileFinished(error=error, user_not_found=not_found))
+            return error
         added = sum(1 for event in result.events if self._machine.apply(event))
         if added:
             self._observe()
@@ -279,24 +280,20 @@ class OnboardingWorkflow:
                 facts_added=added,
             )
         )
+        return None
 
     async def _issue_token(self) -> LinkToken:
         token_state = self._machine.journal.facts.token
         try:
-            token: LinkToken = await workflow.execute_activity(
-                "smile_create_token",
-                self._user_id,
-                result_type=LinkToken,
-                start_to_close_timeout=CREATE_TOKEN.start_to_close,
-                schedule_to_close_timeout=CREATE_TOKEN.schedule_to_close,
-                retry_policy=CREATE_TOKEN.retry,
+            token = await workflow.execute_activity_method(
+                SmileActivities.create_token, self._user_id, **CREATE_TOKEN
             )
         except ActivityError as err:
             token_state.refresh_failures += 1
             token_state.last_error = _cause(err)
             raise ApplicationError(
                 f"Smile did not issue a link token: {token_state.last_error}",
-                type="SmileCallFailed",
+                type=SMILE_CALL_FAILED,
                 non_retryable=True,
             ) from None
         token_state.issued_at = workflow.now()
@@ -395,8 +392,13 @@ class OnboardingWorkflow:
 
     @workflow.update
     async def reconcile(self) -> UpdateOutcome:
-        """Check Smile's own records now and merge what they say."""
-        await self._reconcile()
+        """Check Smile's own records now and merge what they say; a Smile that cannot be asked
+        within ``RECONCILE_NOW``'s bound is reported as such (recorded, then raised)."""
+        error = await self._reconcile(RECONCILE_NOW)
+        if error is not None and not self._ended:
+            raise ApplicationError(
+                f"Smile could not be asked: {error}", type=SMILE_CALL_FAILED, non_retryable=True
+            )
         return self._outcome()
 
     @reconcile.validator
@@ -470,10 +472,6 @@ class OnboardingWorkflow:
             other_versions=facts.other_versions,
             runs=life.runs,
         )
-
-
-# The ApplicationError type of an update refused because the onboarding has ended.
-ONBOARDING_ENDED = "OnboardingEnded"
 
 
 def _cause(err: ActivityError) -> str:

@@ -1,4 +1,5 @@
-"""How each call to Smile is retried, chosen per call.
+"""How each call to Smile is retried, chosen per call, as ``workflow.ActivityConfig``s the
+workflows pass straight to ``execute_activity``.
 
 - Connection errors, time-outs and 5xx are retried with exponential backoff.
 - 429 is retried after Smile's ``Retry-After`` (the activity sets ``next_retry_delay``).
@@ -6,25 +7,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from activities.smile_errors import NON_RETRYABLE_TYPES
 
-
-@dataclass(frozen=True)
-class CallOptions:
-    start_to_close: timedelta
-    retry: RetryPolicy
-    schedule_to_close: timedelta | None = None
-
-
 # Creating a user is not idempotent at Smile: a few attempts only, then the caller hears why.
-CREATE_USER = CallOptions(
-    start_to_close=timedelta(seconds=30),
-    retry=RetryPolicy(
+CREATE_USER = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,
         maximum_interval=timedelta(seconds=30),
@@ -34,10 +27,10 @@ CREATE_USER = CallOptions(
 )
 
 # Someone is waiting for a link token: retry briskly, give up after three minutes in all.
-CREATE_TOKEN = CallOptions(
-    start_to_close=timedelta(seconds=30),
-    schedule_to_close=timedelta(minutes=3),
-    retry=RetryPolicy(
+CREATE_TOKEN = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=30),
+    schedule_to_close_timeout=timedelta(minutes=3),
+    retry_policy=RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,
         maximum_interval=timedelta(seconds=20),
@@ -45,10 +38,10 @@ CREATE_TOKEN = CallOptions(
     ),
 )
 
-# Reconciliation runs in the background when a user stalls: patient, bounded.
-RECONCILE = CallOptions(
-    start_to_close=timedelta(minutes=2),
-    retry=RetryPolicy(
+# Reconciliation after a stall runs in the background: patient, bounded.
+RECONCILE = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(minutes=2),
+    retry_policy=RetryPolicy(
         initial_interval=timedelta(seconds=5),
         backoff_coefficient=2.0,
         maximum_interval=timedelta(minutes=2),
@@ -57,13 +50,34 @@ RECONCILE = CallOptions(
     ),
 )
 
+# Reconciliation an operator asked for: someone is waiting, so two minutes in all.
+RECONCILE_NOW = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(minutes=1),
+    schedule_to_close_timeout=timedelta(minutes=2),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=2),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=20),
+        non_retryable_error_types=NON_RETRYABLE_TYPES,
+    ),
+)
+
 # A stall notice is a log line: cheap, retried briefly in case the worker is shutting down.
-NOTICE = CallOptions(
-    start_to_close=timedelta(seconds=30),
-    retry=RetryPolicy(
+NOTICE = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,
         maximum_interval=timedelta(minutes=1),
         maximum_attempts=10,
     ),
 )
+
+
+def longest_wait(config: workflow.ActivityConfig) -> timedelta:
+    """How long a caller waiting on an activity with ``config`` may have to wait: its
+    schedule-to-close bound (every policy someone waits on has one)."""
+    bound = config.get("schedule_to_close_timeout")
+    if bound is None:
+        raise ValueError("a policy someone waits on needs a schedule_to_close_timeout")
+    return bound

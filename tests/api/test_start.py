@@ -119,6 +119,22 @@ async def test_reconcile_on_demand(
     assert view["reconcile"]["runs"] == 1
 
 
+async def test_a_reconcile_smile_refuses_is_502_and_recorded(
+    api: httpx.AsyncClient, admin: dict[str, str], shared_standin: Standin
+) -> None:
+    user = (await start(api, admin))["userId"]
+    await shared_standin.faults(failNext=1, failStatus=403, onlyPath="/v1/accounts")
+    try:
+        response = await api.post(f"/onboardings/{user}/reconcile", headers=admin)
+    finally:
+        await shared_standin.reset()
+    assert response.status_code == 502, response.text
+    assert "Smile could not be asked" in response.json()["detail"]
+    view = (await api.get(f"/onboardings/{user}", headers=admin)).json()
+    assert view["status"] == "active"  # recorded, and nothing else changed
+    assert "HTTP 403" in view["reconcile"]["lastError"]
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [("POST", "/onboardings"), ("POST", "/onboardings/u-1/link-token"),
