@@ -8,7 +8,7 @@ from datetime import datetime
 
 from temporalio import activity
 
-from onboarding.models import CamelModel, Stage
+from onboarding.core.models import CamelModel, Stage
 
 logger = logging.getLogger("onboarding.notices")
 

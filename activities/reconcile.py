@@ -18,9 +18,9 @@ from activities.smile_models import (
     SmileSnapshot,
     SmileTask,
 )
-from onboarding.datapoints import ENDPOINTS, WEBHOOK_PREFIXES
-from onboarding.models import CamelModel, Event, Source
-from onboarding.state_machine import task_status
+from onboarding.core.datapoints import ENDPOINTS, WEBHOOK_PREFIXES
+from onboarding.core.models import CamelModel, Event, Source
+from onboarding.core.state_machine import task_status
 
 _ACCOUNT_TYPES = {
     "PENDING": "ACCOUNT_CREATED",

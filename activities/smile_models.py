@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from onboarding.models import CamelModel, UtcDatetime
+from onboarding.core.models import CamelModel, UtcDatetime
 
 
 class SmileModel(CamelModel):

@@ -16,7 +16,7 @@ from api.client_ip import parse_networks
 from api.deps import Ingest
 from api.limits import BodySizeLimit
 from api.routes import callbacks, health, onboardings, webhooks
-from onboarding.operations import (
+from onboarding.service.onboardings import (
     BadPageToken,
     CallbacksNotConfigured,
     InvalidChange,
@@ -28,8 +28,8 @@ from onboarding.operations import (
     SmileCallFailed,
     TemporalUnavailable,
 )
-from onboarding.settings import Settings
-from onboarding.temporal import connect
+from onboarding.service.settings import Settings
+from onboarding.service.temporal import connect
 
 logger = logging.getLogger("onboarding.api")
 

@@ -12,10 +12,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.problems import ProblemError
-from onboarding.batching import SignalBatcher
-from onboarding.models import Event
-from onboarding.operations import IngestResult, Onboardings
-from onboarding.settings import Settings
+from onboarding.core.models import Event
+from onboarding.service.batching import SignalBatcher
+from onboarding.service.onboardings import IngestResult, Onboardings
+from onboarding.service.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="ONBOARDING_ADMIN_TOKEN")
 

@@ -36,8 +36,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from api.signatures import sign
-from onboarding.identity import workflow_id_for
-from onboarding.simulate import KINDS, SimulationResult
+from onboarding.core.identity import workflow_id_for
+from onboarding.tooling.simulate import KINDS, SimulationResult
 
 ORDINARY = "ordinary"
 ALL_SIMULATED = "all simulated"

@@ -66,14 +66,14 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 
 from api.signatures import sign
-from onboarding.devserver import TemporalDevServer
-from onboarding.identity import workflow_id_for
-from onboarding.models import Event, EventBatch, OnboardingInput, Source
-from onboarding.operations import initial_search_attributes
-from onboarding.serving import serving
-from onboarding.settings import Settings
-from onboarding.simulate import SimulationConfig, SimulationResult, simulate
-from onboarding.smile_standin import create_standin_app
+from onboarding.core.identity import workflow_id_for
+from onboarding.core.models import Event, EventBatch, OnboardingInput, Source
+from onboarding.service.onboardings import initial_search_attributes
+from onboarding.service.settings import Settings
+from onboarding.tooling.devserver import TemporalDevServer
+from onboarding.tooling.serving import serving
+from onboarding.tooling.simulate import SimulationConfig, SimulationResult, simulate
+from onboarding.tooling.smile_standin import create_standin_app
 from workflows import onboarding as workflow_module
 from workflows.onboarding import OnboardingWorkflow
 
@@ -137,7 +137,7 @@ def raw_sender(client: Client, settings: Settings) -> Callable[[object], Awaitab
             task_queue=settings.task_queue,
             start_signal="ingest",
             start_signal_args=[EventBatch(events=[event])],
-            # What the service asks of Temporal, no more and no less (operations.ingest).
+            # What the service asks of Temporal, no more and no less (Onboardings.ingest).
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=initial_search_attributes(),
         )
@@ -153,7 +153,7 @@ def presign(envelopes: list[dict[str, object]]) -> list[tuple[bytes, str]]:
 async def drain(client: Client, settings: Settings, patience: float = 180.0) -> float:
     """Wait until the worker has caught up: a fresh onboarding's first event must be visible
     to a query within half a second. Returns the seconds waited."""
-    from onboarding.operations import Onboardings
+    from onboarding.service.onboardings import Onboardings
 
     ops = Onboardings(client, settings)
     started = time.perf_counter()

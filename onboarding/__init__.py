@@ -1,2 +1,2 @@
-"""Core of the Smile onboarding orchestrator: models, the pure state machine, settings and the
-composition root (Temporal connection, worker, dev server, CLI)."""
+"""The orchestrator's own packages: ``core`` (pure), ``service`` (talks to Temporal), ``tooling``
+(local dev tools) and ``cli``. Imports run cli/tooling → service → workflows → core."""

@@ -23,13 +23,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.smile_client import SmileClient
 from api.app import create_app
-from onboarding import search_attributes
-from onboarding.binaries import temporal_cli, temporal_test_server
-from onboarding.identity import workflow_id_for
-from onboarding.serving import serving
-from onboarding.settings import Settings
-from onboarding.smile_standin import StandinState, create_standin_app
-from onboarding.worker import build_worker
+from onboarding.core.identity import workflow_id_for
+from onboarding.service.settings import Settings
+from onboarding.service.worker import build_worker
+from onboarding.tooling.binaries import temporal_cli, temporal_test_server
+from onboarding.tooling.serving import serving
+from onboarding.tooling.smile_standin import StandinState, create_standin_app
+from workflows import search_attributes
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from onboarding.models import Event, Source
+from onboarding.core.models import Event, Source
 
 FIXTURES = Path(__file__).parent / "fixtures" / "smile"
 EXAMPLE_USER = "tenantId-123abc456def789abc123def456abc78"

@@ -1,9 +1,9 @@
 """One user's onboarding as one durable workflow, thin by design.
 
 Signals carry events (webhooks, widget callbacks) into the pure state machine; what to do over
-time is decided by the pure lifecycle (``onboarding/lifecycle.py``). This module only feeds both,
-runs the lifecycle's commands as concurrent tasks (so a slow Smile never holds up the clock),
-keeps one timer armed at the next deadline (re-armed only when that deadline moves), and
+time is decided by the pure lifecycle (``onboarding/core/lifecycle.py``). This module only feeds
+both, runs the lifecycle's commands as concurrent tasks (so a slow Smile never holds up the
+clock), keeps one timer armed at the next deadline (re-armed only when that deadline moves), and
 continues as new with the state it carries."""
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.smile import SmileActivities
     from activities.smile_errors import SmileNotFound
     from activities.smile_models import LinkToken
-    from onboarding import lifecycle, search_attributes
-    from onboarding.error_types import ONBOARDING_ENDED, SMILE_CALL_FAILED
-    from onboarding.identity import workflow_id_for
-    from onboarding.lifecycle import (
+    from onboarding.core import lifecycle
+    from onboarding.core.error_types import ONBOARDING_ENDED, SMILE_CALL_FAILED
+    from onboarding.core.identity import workflow_id_for
+    from onboarding.core.lifecycle import (
         CLOCK_TOLERANCE,
         CancelRequested,
         ClockTick,
@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
         TokenExpiryReported,
         TokenFetchFinished,
     )
-    from onboarding.models import (
+    from onboarding.core.models import (
         CancelRequest,
         EventBatch,
         Lifecycle,
@@ -57,12 +57,13 @@ with workflow.unsafe.imports_passed_through():
         UpdateOutcome,
         check_timeouts_change,
     )
-    from onboarding.state_machine import (
+    from onboarding.core.state_machine import (
         StateMachine,
         derive_stage,
         new_journal,
         presented_accounts,
     )
+    from workflows import search_attributes
     from workflows.policies import CREATE_TOKEN, NOTICE, RECONCILE, RECONCILE_NOW
 
 # A pre-fetched token is handed out only while it has at least this long to live.
@@ -82,7 +83,7 @@ class OnboardingWorkflow:
             life = input.lifecycle.model_copy(deep=True)
             life.runs += 1
             self._state = lifecycle.State(life, self._options.timeouts)
-        # A new onboarding starts with these search attributes (see operations); later runs
+        # A new onboarding starts with these search attributes (set by the service); later runs
         # publish what they carry.
         self._published: tuple[Stage, Status] | None = (
             (Stage.CREATED, Status.ACTIVE) if input.lifecycle is None else None

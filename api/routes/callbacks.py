@@ -23,10 +23,10 @@ from pydantic import (
 
 from api.deps import IngestDep, SettingsDep
 from api.problems import Problem, ProblemError, describe_validation_error
-from onboarding import callback_tokens
-from onboarding.compact import compact_data
-from onboarding.identity import USER_ID_PATTERN
-from onboarding.models import CamelModel, Event, Source
+from onboarding.core import callback_tokens
+from onboarding.core.compact import compact_data
+from onboarding.core.identity import USER_ID_PATTERN
+from onboarding.core.models import CamelModel, Event, Source
 
 router = APIRouter(tags=["callbacks"])
 _bearer = HTTPBearer(auto_error=False, description="the onboarding's callbackToken")

@@ -10,9 +10,9 @@ from pydantic import BeforeValidator, Field
 
 from api.deps import AdminDep, OnboardingsDep
 from api.problems import Problem
-from onboarding.durations import parse_duration
-from onboarding.identity import USER_ID_PATTERN
-from onboarding.models import (
+from onboarding.core.durations import parse_duration
+from onboarding.core.identity import USER_ID_PATTERN
+from onboarding.core.models import (
     CamelModel,
     OnboardingView,
     Stage,
@@ -21,7 +21,7 @@ from onboarding.models import (
     Timeouts,
     TimeoutsChange,
 )
-from onboarding.operations import Funnel, IssuedToken, OnboardingPage
+from onboarding.service.onboardings import Funnel, IssuedToken, OnboardingPage
 
 router = APIRouter(
     prefix="/onboardings",

@@ -14,9 +14,9 @@ from api.client_ip import allowed, client_ip
 from api.deps import IngestDep, SettingsDep
 from api.problems import Problem, ProblemError, describe_validation_error
 from api.signatures import SIGNATURE_HEADER, verify
-from onboarding.compact import compact_data
-from onboarding.identity import is_valid_user_id, user_id_in
-from onboarding.models import CamelModel, Event, SmileWebhook, Source
+from onboarding.core.compact import compact_data
+from onboarding.core.identity import is_valid_user_id, user_id_in
+from onboarding.core.models import CamelModel, Event, SmileWebhook, Source
 
 logger = logging.getLogger("onboarding.webhooks")
 router = APIRouter(tags=["webhooks"])

@@ -12,8 +12,8 @@ from activities.smile_models import (
     SmileSnapshot,
     SmileTask,
 )
-from onboarding.models import ConnectionStatus, Source, Stage
-from onboarding.state_machine import apply_all, derive_stage, new_journal
+from onboarding.core.models import ConnectionStatus, Source, Stage
+from onboarding.core.state_machine import apply_all, derive_stage, new_journal
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

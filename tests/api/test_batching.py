@@ -12,8 +12,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from onboarding.identity import workflow_id_for
-from onboarding.settings import Settings
+from onboarding.core.identity import workflow_id_for
+from onboarding.service.settings import Settings
 from tests.api.test_webhooks import signed
 from tests.conftest import ADMIN_TOKEN, eventually, unique_user
 from tests.smile_samples import BASE_TIME, webhook_body

@@ -15,10 +15,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.routes.callbacks import CALLBACK_MODELS
-from onboarding import callback_tokens
-from onboarding.catalogue import WIDGET_CALLBACKS
-from onboarding.identity import workflow_id_for
-from onboarding.models import Event, EventBatch
+from onboarding.core import callback_tokens
+from onboarding.core.catalogue import WIDGET_CALLBACKS
+from onboarding.core.identity import workflow_id_for
+from onboarding.core.models import Event, EventBatch
 from tests.api.test_webhooks import signed
 from tests.conftest import CALLBACK_SECRET, eventually, unique_user
 from tests.smile_samples import BASE_TIME, webhook_body

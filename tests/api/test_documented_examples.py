@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from onboarding.datapoints import WEBHOOK_PREFIXES
+from onboarding.core.datapoints import WEBHOOK_PREFIXES
 from tests.api.test_webhooks import signed
 from tests.conftest import eventually, unique_user
 from tests.smile_samples import (
@@ -444,7 +444,7 @@ async def _has_accounts(api: httpx.AsyncClient, admin: dict[str, str], user: str
 
 
 def test_the_callback_cases_cover_every_documented_callback_and_screen() -> None:
-    from onboarding.catalogue import WIDGET_CALLBACKS
+    from onboarding.core.catalogue import WIDGET_CALLBACKS
 
     assert set(CALLBACKS["callbacks"]) == set(WIDGET_CALLBACKS)
     assert len(CALLBACKS["uiEventScreens"]) == 12

@@ -15,8 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from api.client_ip import allowed, client_ip, parse_networks
 from api.signatures import sign
-from onboarding.serving import serving
-from onboarding.settings import Settings
+from onboarding.service.settings import Settings
+from onboarding.tooling.serving import serving
 from tests.conftest import (
     ADMIN_TOKEN,
     OLD_WEBHOOK_SECRET,

@@ -10,7 +10,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.signatures import sign
-from onboarding.settings import Settings
+from onboarding.service.settings import Settings
 from tests.conftest import WEBHOOK_SECRET, eventually, unique_user
 from tests.smile_samples import BASE_TIME, webhook_body
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from onboarding.datapoints import DATAPOINTS
+from onboarding.core.datapoints import DATAPOINTS
 from tests.conftest import Standin
 
 

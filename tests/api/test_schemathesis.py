@@ -11,8 +11,8 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from onboarding.serving import serving
-from onboarding.settings import Settings
+from onboarding.service.settings import Settings
+from onboarding.tooling.serving import serving
 from tests.conftest import ADMIN_TOKEN, free_port
 
 ST = Path(sys.executable).parent / "st"

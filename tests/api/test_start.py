@@ -6,7 +6,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from onboarding import callback_tokens
+from onboarding.core import callback_tokens
 from tests.conftest import CALLBACK_SECRET, Standin, unique_user
 
 

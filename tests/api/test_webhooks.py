@@ -14,9 +14,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.signatures import sign
-from onboarding.models import Stage
-from onboarding.settings import Settings
-from onboarding.temporal import connect
+from onboarding.core.models import Stage
+from onboarding.service.settings import Settings
+from onboarding.service.temporal import connect
 from tests.conftest import (
     OLD_WEBHOOK_SECRET,
     WEBHOOK_SECRET,

@@ -22,11 +22,11 @@ from pathlib import Path
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from onboarding.identity import workflow_id_for
-from onboarding.models import Source, StartRequest, TimeoutsChange
-from onboarding.operations import Onboardings
-from onboarding.settings import Settings
-from onboarding.worker import build_worker
+from onboarding.core.identity import workflow_id_for
+from onboarding.core.models import Source, StartRequest, TimeoutsChange
+from onboarding.service.onboardings import Onboardings
+from onboarding.service.settings import Settings
+from onboarding.service.worker import build_worker
 from tests.conftest import Standin, running_standin, start_time_skipping
 from tests.smile_samples import event
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from temporalio.testing import WorkflowEnvironment
 
-from onboarding.models import OnboardingView, Source
-from onboarding.operations import Onboardings
-from onboarding.settings import Settings
+from onboarding.core.models import OnboardingView, Source
+from onboarding.service.onboardings import Onboardings
+from onboarding.service.settings import Settings
 from tests.conftest import eventually, unique_user
 from tests.smile_samples import event
 

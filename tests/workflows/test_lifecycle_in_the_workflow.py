@@ -21,8 +21,8 @@ from temporalio.worker import Worker
 
 from activities.notices import StallNotice
 from activities.smile import SmileActivities
-from onboarding.identity import workflow_id_for
-from onboarding.models import (
+from onboarding.core.identity import workflow_id_for
+from onboarding.core.models import (
     OnboardingView,
     Source,
     Stage,
@@ -30,8 +30,8 @@ from onboarding.models import (
     Status,
     TimeoutsChange,
 )
-from onboarding.operations import Onboardings
-from onboarding.settings import Settings
+from onboarding.service.onboardings import Onboardings
+from onboarding.service.settings import Settings
 from tests.conftest import CALLBACK_SECRET, Standin, eventually, running_standin, unique_user
 from tests.smile_samples import event
 from workflows.create_user import CreateSmileUserWorkflow

@@ -7,9 +7,9 @@ from urllib.parse import parse_qs
 
 from temporalio.testing import WorkflowEnvironment
 
-from onboarding.models import OnboardingView, Source, StartRequest
-from onboarding.operations import Onboardings
-from onboarding.settings import Settings
+from onboarding.core.models import OnboardingView, Source, StartRequest
+from onboarding.service.onboardings import Onboardings
+from onboarding.service.settings import Settings
 from tests.conftest import Standin, eventually
 from tests.smile_samples import event
 

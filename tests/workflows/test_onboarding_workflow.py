@@ -11,11 +11,11 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from onboarding.identity import workflow_id_for
-from onboarding.models import OnboardingView, Stage, Status, TimeoutsChange
-from onboarding.operations import InvalidChange, OnboardingEnded, Onboardings
-from onboarding.settings import Settings
-from onboarding.worker import build_worker
+from onboarding.core.identity import workflow_id_for
+from onboarding.core.models import OnboardingView, Stage, Status, TimeoutsChange
+from onboarding.service.onboardings import InvalidChange, OnboardingEnded, Onboardings
+from onboarding.service.settings import Settings
+from onboarding.service.worker import build_worker
 from tests.conftest import Standin, eventually, unique_user
 from tests.smile_samples import event
 

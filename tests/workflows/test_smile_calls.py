@@ -13,8 +13,8 @@ import pytest
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from onboarding.logging_setup import cap_payload_loggers
-from onboarding.models import (
+from onboarding.cli.logging_setup import cap_payload_loggers
+from onboarding.core.models import (
     ConnectionStatus,
     Event,
     OnboardingView,
@@ -24,9 +24,9 @@ from onboarding.models import (
     StartRequest,
     Status,
 )
-from onboarding.operations import Onboardings, SmileCallFailed
-from onboarding.settings import Settings
-from onboarding.worker import build_worker
+from onboarding.service.onboardings import Onboardings, SmileCallFailed
+from onboarding.service.settings import Settings
+from onboarding.service.worker import build_worker
 from tests.conftest import (
     CALLBACK_SECRET,
     SMILE_SECRET,

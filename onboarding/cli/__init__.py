@@ -1,0 +1,1 @@
+"""The ``onboarding`` command line: may import anything; nothing imports it."""

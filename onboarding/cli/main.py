@@ -1,0 +1,427 @@
+"""The ``onboarding`` command: run the service (``dev``, ``worker``, ``api``) and operate it
+(``status``, ``list``, ``stats``, ``timeouts``, ``cancel``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from onboarding.cli.logging_setup import configure_logging
+from onboarding.core.durations import parse_duration
+from onboarding.core.models import Stage, Status, TimeoutsChange
+from onboarding.service.onboardings import OnboardingError, Onboardings
+from onboarding.service.settings import Settings
+from onboarding.tooling.binaries import BinaryNotFound
+from onboarding.tooling.devserver import DevServerError
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class CliError(Exception):
+    pass
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise CliError(f"invalid configuration: {err}") from None
+
+
+# --- running the service -----------------------------------------------------------------
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from onboarding.tooling.dev import DevOptions, run_dev
+
+    asyncio.run(
+        run_dev(
+            DevOptions(
+                data_dir=Path(args.data_dir),
+                host=args.host,
+                port=args.port,
+                temporal_port=args.temporal_port,
+                ui_port=args.ui_port,
+                smile_port=args.smile_port,
+                simulate=args.simulate,
+            )
+        )
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from onboarding.service.temporal import connect
+    from onboarding.service.worker import MissingSmileCredentials, build_worker, smile_client_from
+
+    settings = _settings()
+    try:
+        smile = smile_client_from(settings)
+    except MissingSmileCredentials as err:
+        raise CliError(str(err)) from None
+
+    async def run() -> None:
+        client = await connect(args.temporal_address)
+        worker = build_worker(client, settings.task_queue, smile)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))
+        logging.getLogger("onboarding").info(
+            "worker polling task queue %s on %s",
+            settings.task_queue,
+            client.service_client.config.target_host,
+        )
+        try:
+            await worker.run()
+        finally:
+            await smile.aclose()
+
+    asyncio.run(run())
+
+
+def cmd_api(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from api.app import create_app
+    from onboarding.tooling.serving import UVICORN_OPTIONS
+
+    settings = _settings()
+    if not settings.webhook_secrets:
+        raise CliError("SMILE_WEBHOOK_SECRET is not set: webhooks could never be verified")
+    if not settings.admin_tokens:
+        raise CliError("ONBOARDING_ADMIN_TOKEN is not set: operator endpoints would admit nobody")
+    if settings.callback_secret is None:
+        raise CliError("ONBOARDING_CALLBACK_SECRET is not set: callback tokens cannot be issued")
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    uvicorn.run(
+        create_app(settings, temporal_address=args.temporal_address),
+        host=host,
+        port=port,
+        access_log=args.access_log,
+        log_level=logging.getLevelName(logging.getLogger().level).lower(),
+        **UVICORN_OPTIONS,  # uvloop and httptools are dependencies; "auto" picks them
+    )
+
+
+# --- operating it ------------------------------------------------------------------------
+
+
+def _operate(args: argparse.Namespace, action: Callable[[Onboardings], Awaitable[Any]]) -> Any:
+    from onboarding.service.temporal import connect
+
+    settings = _settings()
+
+    async def run() -> Any:
+        try:
+            client = await connect(args.temporal_address)
+        except RuntimeError as err:
+            raise CliError(f"cannot reach Temporal: {err}") from None
+        return await action(Onboardings(client, settings))
+
+    return asyncio.run(run())
+
+
+def _emit(args: argparse.Namespace, value: BaseModel, text: str) -> None:
+    if args.json:
+        print(value.model_dump_json(by_alias=True, indent=2))
+    else:
+        print(text)
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from onboarding.cli.render import render_view
+
+    view = _operate(args, lambda o: o.get(args.user_id))
+    _emit(args, view, render_view(view))
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from onboarding.cli.render import render_page
+
+    page = _operate(
+        args, lambda o: o.list(args.stage, args.status, args.page_size, args.page_token)
+    )
+    _emit(args, page, render_page(page))
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    from onboarding.cli.render import render_funnel
+
+    funnel = _operate(args, lambda o: o.funnel())
+    _emit(args, funnel, render_funnel(funnel))
+
+
+def _parse_assignment(text: str) -> tuple[str, float]:
+    stage, sep, duration = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(
+            f"expected STAGE=DURATION (e.g. connected=6h), got {text!r}"
+        )
+    try:
+        return stage.strip(), parse_duration(duration).total_seconds()
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _parse_seconds(text: str) -> float:
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def cmd_timeouts(args: argparse.Namespace) -> None:
+    from onboarding.cli.render import render_timeouts
+
+    change = TimeoutsChange(
+        stall=dict(args.set or []),
+        expire_after=args.expire_after,
+        settle_window=args.settle_window,
+    )
+    if not change.stall and change.expire_after is None and change.settle_window is None:
+        view = _operate(args, lambda o: o.get(args.user_id))
+        _emit(args, view.timeouts, render_timeouts(view.timeouts))
+        return
+    timeouts = _operate(args, lambda o: o.set_timeouts(args.user_id, change))
+    _emit(args, timeouts, render_timeouts(timeouts))
+
+
+def cmd_start(args: argparse.Namespace) -> None:
+    from onboarding.core.models import StartRequest
+
+    try:
+        metadata = json.loads(args.metadata) if args.metadata else None
+    except json.JSONDecodeError as err:
+        raise CliError(f"--metadata is not JSON: {err.msg}") from None
+    if metadata is not None and not isinstance(metadata, dict):
+        raise CliError("--metadata must be a JSON object")
+    stall = dict(args.set or [])
+    request = StartRequest(
+        external_metadata=metadata,
+        required_data=args.required_data.split(",") if args.required_data else None,
+        timeouts=TimeoutsChange(stall=stall) if stall else None,
+    )
+    issued, view = _operate(args, lambda o: o.start(request, args.idempotency_key))
+    if args.json:  # the same document as POST /onboardings answers
+        started = issued.model_dump(mode="json", by_alias=True)
+        started["onboarding"] = view.model_dump(mode="json", by_alias=True)
+        print(json.dumps(started, indent=2))
+        return
+    text = (
+        f"userId          {issued.user_id}\n"
+        f"linkToken       {issued.link_token}\n"
+        f"expiresAt       {issued.expires_at.isoformat()}\n"
+        f"callbackToken   {issued.callback_token}\n"
+        f"stage/status    {view.stage.value}/{view.status.value}"
+    )
+    _emit(args, issued, text)
+
+
+def cmd_link_token(args: argparse.Namespace) -> None:
+    issued = _operate(args, lambda o: o.link_token(args.user_id))
+    text = (
+        f"linkToken       {issued.link_token}\n"
+        f"expiresAt       {issued.expires_at.isoformat()}\n"
+        f"callbackToken   {issued.callback_token}"
+    )
+    _emit(args, issued, text)
+
+
+def cmd_reconcile(args: argparse.Namespace) -> None:
+    from onboarding.cli.render import render_view
+
+    view = _operate(args, lambda o: o.reconcile(args.user_id))
+    _emit(args, view, render_view(view))
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from onboarding.tooling.simulate import SimulationConfig, report, simulate
+
+    settings = _settings()
+    if not settings.admin_tokens or not settings.webhook_secrets:
+        raise CliError(
+            "set ONBOARDING_ADMIN_TOKEN and SMILE_WEBHOOK_SECRET to those the service uses"
+        )
+    config = SimulationConfig(
+        api_url=args.api_url or f"http://{settings.host}:{settings.port}",
+        admin_token=settings.admin_tokens[0].get_secret_value(),
+        webhook_secret=settings.webhook_secrets[0].get_secret_value(),
+        users=args.users,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        stall_after=args.stall_after,
+        standin_url=args.standin_url,
+    )
+    console = Console()
+    result = asyncio.run(simulate(config, console))
+    report(result, console)
+    if result.mismatches:
+        raise CliError(f"{result.mismatches} of {len(result.runs)} users ended in the wrong state")
+
+
+def cmd_cancel(args: argparse.Namespace) -> None:
+    view = _operate(args, lambda o: o.cancel(args.user_id, args.reason))
+    _emit(args, view, f"{view.user_id}: {view.status.value} ({view.status_reason})")
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onboarding", description="Durable onboarding orchestrator for Smile, on Temporal."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = sub.add_parser("dev", help="Temporal dev server + worker + API in one process")
+    dev.add_argument("--data-dir", default="./.onboarding", help="default: ./.onboarding")
+    dev.add_argument("--host", default="127.0.0.1", help="API host (default 127.0.0.1)")
+    dev.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    dev.add_argument("--temporal-port", type=int, default=7233, help="default 7233")
+    dev.add_argument("--ui-port", type=int, default=8233, help="Temporal web UI (default 8233)")
+    dev.add_argument(
+        "--smile-port", type=int, default=8234,
+        help="the local Smile stand-in, used unless SMILE_API_KEY and SMILE_API_SECRET are set "
+        "(default 8234)",
+    )  # fmt: skip
+    dev.add_argument("--simulate", type=int, default=0, metavar="N",
+                     help="once up, play N synthetic users through it")  # fmt: skip
+    dev.set_defaults(func=cmd_dev)
+
+    def temporal_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--temporal-address",
+            default=None,
+            help="host:port; default from TEMPORAL_ADDRESS or the temporal.toml profile",
+        )
+
+    worker = sub.add_parser("worker", help="run a worker against any Temporal cluster")
+    temporal_option(worker)
+    worker.set_defaults(func=cmd_worker)
+
+    api = sub.add_parser("api", help="run the HTTP API against any Temporal cluster")
+    api.add_argument("--host", default=None, help="default ONBOARDING_HOST or 127.0.0.1")
+    api.add_argument("--port", type=int, default=None, help="default ONBOARDING_PORT or 8000")
+    api.add_argument("--access-log", action="store_true", help="log every request (off: cost)")
+    temporal_option(api)
+    api.set_defaults(func=cmd_api)
+
+    def operator(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        temporal_option(p)
+        p.add_argument("--json", action="store_true", help="print JSON")
+        return p
+
+    status = operator("status", "one user's onboarding state")
+    status.add_argument("user_id")
+    status.set_defaults(func=cmd_status)
+
+    list_ = operator("list", "onboardings by stage and status")
+    list_.add_argument("--stage", type=Stage, choices=list(Stage), default=None)
+    list_.add_argument("--status", type=Status, choices=list(Status), default=None)
+    list_.add_argument("--page-size", type=int, default=50)
+    list_.add_argument("--page-token", default=None)
+    list_.set_defaults(func=cmd_list)
+
+    stats = operator("stats", "the funnel: counts per stage and status")
+    stats.set_defaults(func=cmd_stats)
+
+    timeouts = operator("timeouts", "show or change one onboarding's timeouts")
+    timeouts.add_argument("user_id")
+    timeouts.add_argument(
+        "--set",
+        type=_parse_assignment,
+        action="append",
+        metavar="STAGE=DURATION",
+        help="e.g. connected=6h (repeatable)",
+    )
+    timeouts.add_argument("--expire-after", type=_parse_seconds, default=None)
+    timeouts.add_argument("--settle-window", type=_parse_seconds, default=None)
+    timeouts.set_defaults(func=cmd_timeouts)
+
+    start = operator("start", "create a Smile user and start its onboarding")
+    start.add_argument("--metadata", default=None, help="externalMetadata as a JSON object")
+    start.add_argument(
+        "--required-data",
+        default=None,
+        help="Smile datapoints, any case, e.g. IDENTITIES,INCOMES",
+    )
+    start.add_argument("--set", type=_parse_assignment, action="append", metavar="STAGE=DURATION",
+                       help="a stall timeout for this onboarding (repeatable)")  # fmt: skip
+    start.add_argument("--idempotency-key", default=None)
+    start.set_defaults(func=cmd_start)
+
+    link_token = operator("link-token", "a fresh link token for one onboarding")
+    link_token.add_argument("user_id")
+    link_token.set_defaults(func=cmd_link_token)
+
+    reconcile = operator("reconcile", "check Smile's records now and merge them")
+    reconcile.add_argument("user_id")
+    reconcile.set_defaults(func=cmd_reconcile)
+
+    sim = sub.add_parser("simulate", help="play synthetic users through a running service")
+    sim.add_argument("--users", type=int, required=True)
+    sim.add_argument(
+        "--standin-url",
+        default=None,
+        help="the Smile stand-in's URL (onboarding dev: http://127.0.0.1:8234); without it the "
+        "healed journeys are skipped",
+    )
+    sim.add_argument("--concurrency", type=int, default=10)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument(
+        "--api-url", default=None, help="default http://ONBOARDING_HOST:ONBOARDING_PORT"
+    )
+    sim.add_argument("--stall-after", type=_parse_seconds, default=2.0,
+                     help="stall timeout given to the users who stall (default 2s)")  # fmt: skip
+    sim.set_defaults(func=cmd_simulate)
+
+    cancel = operator("cancel", "cancel one onboarding")
+    cancel.add_argument("user_id")
+    cancel.add_argument("--reason", default="cancelled by operator")
+    cancel.set_defaults(func=cmd_cancel)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging(os.environ.get("ONBOARDING_LOG_LEVEL", "INFO").upper())
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CliError, DevServerError, BinaryNotFound) as err:
+        print(f"onboarding {args.command}: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OnboardingError as err:
+        print(f"onboarding {args.command}: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def run() -> None:
+    """The console script: ``main``, then out without interpreter teardown. Temporal's Rust
+    core keeps threads of its own, and tearing the interpreter down under them can abort the
+    process after a clean shutdown (temporalio/sdk-python#300): a successful ``onboarding dev``
+    exiting 134. Everything of ours is closed by then, so only output needs flushing."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    run()

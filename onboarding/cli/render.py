@@ -1,0 +1,109 @@
+"""Readable text for the CLI: one onboarding, a page of them, the funnel."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from onboarding.core.durations import format_duration
+from onboarding.core.models import OnboardingView, Stage, Status, Timeouts
+from onboarding.service.onboardings import Funnel, OnboardingPage
+
+
+def _when(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return "—"
+    delta = (value - now).total_seconds()
+    rel = f"in {format_duration(delta)}" if delta > 0 else f"{format_duration(-delta)} ago"
+    return f"{value.isoformat(timespec='seconds')} ({rel})"
+
+
+def render_view(view: OnboardingView, now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    lines = [
+        f"User       {view.user_id}",
+        f"Workflow   {view.workflow_id}",
+        f"Stage      {view.stage.value}  (since {_when(view.stage_entered_at, now)})",
+        f"Status     {view.status.value}"
+        + (f"  — {view.status_reason}" if view.status_reason else ""),
+        f"Started    {_when(view.started_at, now)}",
+    ]
+    if view.ended_at:
+        lines.append(f"Ended      {_when(view.ended_at, now)}")
+    deadlines = view.deadlines
+    for label, value in (
+        ("stall", deadlines.stall),
+        ("expire", deadlines.expire),
+        ("settle", deadlines.settle),
+    ):
+        if value is not None:
+            lines.append(f"Deadline   {label:<7}{_when(value, now)}")
+    lines.append("Accounts   —" if not view.accounts else "Accounts")
+    for account in view.accounts:
+        error = f" {account.error_code}" if account.error_code else ""
+        providers = ",".join(account.providers) or "?"
+        lines.append(
+            f"  {account.account_id}  {account.status.value}{error}  "
+            f"[{providers}] via {account.reported_by.value}"
+        )
+    if view.archives:
+        lines.append("Archives")
+        for archive in view.archives:
+            lines.append(
+                f"  {archive.archive_id}  {archive.status} via {archive.reported_by.value}"
+            )
+    required = set(view.required_data)
+    data = ", ".join(
+        f"{dtype}x{received.events}" + ("*" if dtype in required else "")
+        for dtype, received in sorted(view.data.items())
+    )
+    lines.append(
+        f"Data       {data or '—'}   (required: {', '.join(view.required_data) or 'none'})"
+    )
+    lines.append(
+        f"Widget     {view.widget.state}"
+        + (f" ({view.widget.close_reason})" if view.widget.close_reason else "")
+    )
+    lines.append(
+        f"Events     {view.events_total} recorded, {view.duplicates_ignored} duplicates ignored"
+        + (f", unknown types: {', '.join(view.unknown_types)}" if view.unknown_types else "")
+    )
+    for record in view.events:
+        known = "" if record.known else "  (unknown type)"
+        lines.append(
+            f"  {record.created_at.isoformat(timespec='seconds')}  {record.type:<22} "
+            f"{record.id}  {record.source.value}  received "
+            f"{record.received_at.isoformat(timespec='seconds')}{known}"
+        )
+    return "\n".join(lines)
+
+
+def render_timeouts(timeouts: Timeouts) -> str:
+    lines = [
+        f"stall {stage.value:<16}{format_duration(seconds)}"
+        for stage, seconds in timeouts.stall.items()
+    ]
+    lines.append(f"expireAfter           {format_duration(timeouts.expire_after)}")
+    lines.append(f"settleWindow          {format_duration(timeouts.settle_window)}")
+    return "\n".join(lines)
+
+
+def render_page(page: OnboardingPage) -> str:
+    if not page.items:
+        return "no onboardings match"
+    lines = [f"{'USER':<44} {'STAGE':<16} {'STATUS':<10} STARTED"]
+    for item in page.items:
+        started = item.started_at.isoformat(timespec="seconds") if item.started_at else "—"
+        lines.append(
+            f"{item.user_id:<44} {(item.stage or '?'):<16} {(item.status or '?'):<10} {started}"
+        )
+    if page.next_page_token:
+        lines.append(f"more: --page-token {page.next_page_token}")
+    return "\n".join(lines)
+
+
+def render_funnel(funnel: Funnel) -> str:
+    lines = [f"total {funnel.total}", "", "stage"]
+    lines += [f"  {stage.value:<16}{funnel.by_stage.get(stage, 0)}" for stage in Stage]
+    lines += ["", "status"]
+    lines += [f"  {status.value:<16}{funnel.by_status.get(status, 0)}" for status in Status]
+    return "\n".join(lines)

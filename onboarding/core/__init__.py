@@ -1,0 +1,1 @@
+"""The pure core (models, catalogue, state machine, lifecycle): imports only ``onboarding.core``."""

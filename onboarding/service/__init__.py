@@ -1,0 +1,1 @@
+"""The service layer that talks to Temporal: imports ``onboarding.core``, workflows, activities."""

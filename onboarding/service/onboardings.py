@@ -1,0 +1,529 @@
+"""What the service does with Temporal, shared by the HTTP API and the CLI: ingest events, read
+one onboarding, list and count them, change timeouts, cancel. Entry points only translate a
+request into one of these calls and its outcome into a response."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+from pydantic import SecretStr
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.smile_models import CreatedUser, CreateUserRequest, LinkToken
+from onboarding.core import callback_tokens
+from onboarding.core.datapoints import normalise_required_data
+from onboarding.core.error_types import ONBOARDING_ENDED, SMILE_CALL_FAILED
+from onboarding.core.external_metadata import check_external_metadata
+from onboarding.core.identity import WORKFLOW_TYPE, user_id_from, workflow_id_for
+from onboarding.core.models import (
+    CamelModel,
+    CancelRequest,
+    Event,
+    EventBatch,
+    OnboardingInput,
+    OnboardingView,
+    Stage,
+    StartRequest,
+    Status,
+    Timeouts,
+    TimeoutsChange,
+    check_timeouts_change,
+)
+from onboarding.service.settings import Settings
+from workflows import search_attributes
+from workflows.create_user import CreateSmileUserWorkflow
+from workflows.onboarding import OnboardingWorkflow
+from workflows.policies import CREATE_TOKEN, RECONCILE_NOW, longest_wait
+
+# Updates that call Smile wait out the activity's bound, and a little more for Temporal itself.
+_MARGIN = timedelta(seconds=30)
+_TOKEN_WAIT = longest_wait(CREATE_TOKEN) + _MARGIN
+_RECONCILE_WAIT = longest_wait(RECONCILE_NOW) + _MARGIN
+
+_T = TypeVar("_T")
+OnboardingHandle = WorkflowHandle[OnboardingWorkflow, OnboardingView]
+
+_UNAVAILABLE = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.UNKNOWN,
+}
+
+
+class OnboardingError(Exception):
+    """Base for outcomes an entry point turns into a clear response."""
+
+
+class OnboardingNotFound(OnboardingError):
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"no onboarding for user {user_id!r}")
+
+
+class OnboardingEnded(OnboardingError):
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"the onboarding for user {user_id!r} has already ended")
+
+
+class InvalidChange(OnboardingError):
+    """The workflow rejected an update (its validator said why)."""
+
+
+class InvalidRequest(OnboardingError):
+    """The request itself breaks a rule checked before anything is done (a 400)."""
+
+
+class SmileCallFailed(OnboardingError):
+    """Smile refused or kept failing after the retries (the message says how)."""
+
+
+class CallbacksNotConfigured(OnboardingError):
+    def __init__(self) -> None:
+        super().__init__("ONBOARDING_CALLBACK_SECRET is not set: callback tokens cannot be issued")
+
+
+class TemporalUnavailable(OnboardingError):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("Temporal is unreachable; try again shortly")
+        self.__cause__ = cause
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: Literal["accepted", "onboarding_ended"]
+    workflow_id: str
+
+
+class IssuedToken(CamelModel):
+    """What the front end needs to open the widget and report its callbacks."""
+
+    user_id: str
+    link_token: str
+    expires_at: datetime
+    callback_token: str
+    callback_token_expires_at: datetime
+
+
+class OnboardingSummary(CamelModel):
+    user_id: str
+    workflow_id: str
+    stage: Stage | None
+    status: Status | None
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+class OnboardingPage(CamelModel):
+    items: list[OnboardingSummary]
+    next_page_token: str | None
+
+
+class Funnel(CamelModel):
+    total: int
+    by_stage: dict[Stage, int]
+    by_status: dict[Status, int]
+
+
+def initial_search_attributes() -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(search_attributes.STAGE, Stage.CREATED.value),
+            SearchAttributePair(search_attributes.STATUS, Status.ACTIVE.value),
+        ]
+    )
+
+
+def _failure_message(err: BaseException) -> str:
+    """The innermost application error's message: Smile's own words, never a secret."""
+    cause: BaseException | None = err
+    message = str(err)
+    while cause is not None:
+        if isinstance(cause, ApplicationError):
+            message = cause.message
+        cause = cause.__cause__ or getattr(cause, "cause", None)
+    return message
+
+
+async def _settle(operation: WithStartWorkflowOperation[Any, Any]) -> None:
+    """Collect the start half of a failed update-with-start, which the SDK otherwise leaves as
+    a never-retrieved exception."""
+    with contextlib.suppress(Exception):
+        await operation.workflow_handle()
+
+
+def _raise_for_rpc(err: RPCError, user_id: str | None = None) -> None:
+    if err.status in _UNAVAILABLE:
+        raise TemporalUnavailable(err) from err
+    if err.status is RPCStatusCode.NOT_FOUND and user_id is not None:
+        raise OnboardingNotFound(user_id) from err
+
+
+@contextmanager
+def _temporal_errors(user_id: str | None = None) -> Iterator[None]:
+    """Translate the client's errors into the service's own."""
+    try:
+        yield
+    except RPCError as err:
+        _raise_for_rpc(err, user_id)
+        raise
+    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        # The update's RPC ran out of time (or was cancelled) before Temporal answered.
+        raise TemporalUnavailable(err) from err
+
+
+class Onboardings:
+    """The service layer over one Temporal client and the settings."""
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self._is_connected = False
+        # Every new onboarding starts with these; built once, not on every webhook.
+        self.default_options = settings.default_options()
+
+    async def _connected(self) -> None:
+        """A lazy client (the API starts before Temporal may be up) connects on its first call,
+        and a connect that fails raises a bare ``RuntimeError``. Make that first connect here,
+        where any failure means Temporal is unreachable; after it, failures are ``RPCError``s
+        with a status. One call, the first time only."""
+        if self._is_connected:
+            return
+        try:
+            await self.client.workflow_service.get_system_info(
+                GetSystemInfoRequest(), timeout=self.settings.rpc_timeout
+            )
+        except RPCError as err:
+            _raise_for_rpc(err)
+            raise
+        except RuntimeError as err:
+            raise TemporalUnavailable(err) from err
+        self._is_connected = True
+
+    def _handle(self, user_id: str) -> OnboardingHandle:
+        return self.client.get_workflow_handle_for(OnboardingWorkflow.run, workflow_id_for(user_id))
+
+    async def ingest(self, user_id: str, events: list[Event]) -> IngestResult:
+        """Signal-with-start: deliver the events, starting the onboarding if it is new. Returns
+        only once Temporal has durably accepted the signal."""
+        workflow_id = workflow_id_for(user_id)
+        try:
+            await self._connected()
+            with _temporal_errors():
+                await self.client.start_workflow(
+                    OnboardingWorkflow.run,
+                    OnboardingInput(user_id=user_id, options=self.default_options),
+                    id=workflow_id,
+                    task_queue=self.settings.task_queue,
+                    start_signal="ingest",
+                    start_signal_args=[EventBatch(events=events)],
+                    # A finished onboarding is never restarted empty by a late event.
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    search_attributes=initial_search_attributes(),
+                    rpc_timeout=self.settings.rpc_timeout,
+                )
+        except WorkflowAlreadyStartedError:
+            return IngestResult("onboarding_ended", workflow_id)
+        return IngestResult("accepted", workflow_id)
+
+    async def start(
+        self, request: StartRequest, idempotency_key: str | None = None
+    ) -> tuple[IssuedToken, OnboardingView]:
+        """Create the Smile user (retried by Temporal), then start its onboarding with
+        update-with-start, and hand back the first link token and a callback token."""
+        secret = self._callback_secret()
+        if request.timeouts is not None:
+            try:
+                check_timeouts_change(request.timeouts)  # before anything is created at Smile
+            except ValueError as err:
+                raise InvalidChange(f"timeouts: {err}") from None
+        try:
+            check_external_metadata(request.external_metadata)  # Smile's limits, checked here
+        except ValueError as err:
+            raise InvalidRequest(f"externalMetadata: {err}") from None
+        required_data = None
+        if request.required_data is not None:
+            try:
+                required_data = normalise_required_data(request.required_data)
+            except ValueError as err:
+                raise InvalidRequest(f"requiredData: {err}") from None
+        created = await self._create_smile_user(request, idempotency_key or uuid.uuid4().hex)
+        begin = request.model_copy(
+            update={"token_expires_at": created.token.expires_at, "required_data": required_data}
+        )
+        operation = WithStartWorkflowOperation(
+            OnboardingWorkflow.run,
+            OnboardingInput(user_id=created.user_id, options=self.default_options),
+            id=workflow_id_for(created.user_id),
+            task_queue=self.settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=initial_search_attributes(),
+        )
+        try:
+            await self._connected()
+            with _temporal_errors():
+                await self.client.execute_update_with_start_workflow(
+                    OnboardingWorkflow.begin,
+                    begin,
+                    start_workflow_operation=operation,
+                    rpc_timeout=self.settings.rpc_timeout,
+                )
+        except WorkflowUpdateFailedError as err:
+            raise InvalidChange(_failure_message(err)) from err
+        except WorkflowAlreadyStartedError as err:
+            # The same Idempotency-Key again, after that user's onboarding ended.
+            await _settle(operation)
+            raise OnboardingEnded(created.user_id) from err
+        except OnboardingError:
+            await _settle(operation)
+            raise
+        view = await self.get(created.user_id)
+        return self._issued(created.user_id, created.token, secret), view
+
+    async def _create_smile_user(self, request: StartRequest, key: str) -> CreatedUser:
+        workflow_id = f"create-smile-user-{key}"
+        try:
+            await self._connected()
+            with _temporal_errors():
+                try:
+                    handle = await self.client.start_workflow(
+                        CreateSmileUserWorkflow.run,
+                        CreateUserRequest(external_metadata=request.external_metadata),
+                        id=workflow_id,
+                        task_queue=self.settings.task_queue,
+                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                        rpc_timeout=self.settings.rpc_timeout,
+                    )
+                except WorkflowAlreadyStartedError:
+                    # The same idempotency key again: answer with what that request got.
+                    handle = self.client.get_workflow_handle_for(
+                        CreateSmileUserWorkflow.run, workflow_id
+                    )
+                return await handle.result()
+        except WorkflowFailureError as err:
+            raise SmileCallFailed(
+                f"Smile did not create the user: {_failure_message(err)}"
+            ) from err
+
+    async def link_token(self, user_id: str) -> IssuedToken:
+        secret = self._callback_secret()
+        token = await self._update(
+            user_id,
+            lambda h, t: h.execute_update(OnboardingWorkflow.refresh_link_token, rpc_timeout=t),
+            rpc_timeout=_TOKEN_WAIT,
+        )
+        return self._issued(user_id, token, secret)
+
+    async def reconcile(self, user_id: str) -> OnboardingView:
+        await self._update(
+            user_id,
+            lambda h, t: h.execute_update(OnboardingWorkflow.reconcile, rpc_timeout=t),
+            rpc_timeout=_RECONCILE_WAIT,
+        )
+        return await self.get(user_id)
+
+    def _callback_secret(self) -> SecretStr:
+        if self.settings.callback_secret is None:
+            raise CallbacksNotConfigured()
+        return self.settings.callback_secret
+
+    def _issued(self, user_id: str, token: LinkToken, secret: SecretStr) -> IssuedToken:
+        callback, callback_expires = callback_tokens.issue(
+            user_id, secret, self.settings.callback_token_ttl, datetime.now(UTC)
+        )
+        return IssuedToken(
+            user_id=user_id,
+            link_token=token.access_token,
+            expires_at=token.expires_at,
+            callback_token=callback,
+            callback_token_expires_at=callback_expires,
+        )
+
+    async def get(self, user_id: str) -> OnboardingView:
+        await self._connected()
+        with _temporal_errors(user_id):
+            return await self._handle(user_id).query(
+                OnboardingWorkflow.state, rpc_timeout=self.settings.rpc_timeout
+            )
+
+    async def set_timeouts(self, user_id: str, change: TimeoutsChange) -> Timeouts:
+        return await self._update(
+            user_id, lambda h, t: h.execute_update(OnboardingWorkflow.set_timeouts, change,
+                                                   rpc_timeout=t)
+        )  # fmt: skip
+
+    async def cancel(self, user_id: str, reason: str) -> OnboardingView:
+        request = CancelRequest(reason=reason)
+        await self._update(
+            user_id, lambda h, t: h.execute_update(OnboardingWorkflow.cancel, request,
+                                                   rpc_timeout=t)
+        )  # fmt: skip
+        return await self.get(user_id)
+
+    async def _update(
+        self,
+        user_id: str,
+        call: Callable[[OnboardingHandle, timedelta], Awaitable[_T]],
+        rpc_timeout: timedelta | None = None,
+    ) -> _T:
+        """Run one update (``call`` names it by reference) and translate its failures."""
+        try:
+            await self._connected()
+            with _temporal_errors():
+                return await call(self._handle(user_id), rpc_timeout or self.settings.rpc_timeout)
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            if isinstance(cause, ApplicationError) and cause.type == ONBOARDING_ENDED:
+                raise OnboardingEnded(user_id) from err
+            if isinstance(cause, ApplicationError) and cause.type == SMILE_CALL_FAILED:
+                raise SmileCallFailed(message) from err
+            raise InvalidChange(message) from err
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND and await self._exists(user_id):
+                raise OnboardingEnded(user_id) from err
+            _raise_for_rpc(err, user_id)
+            raise
+
+    async def _exists(self, user_id: str) -> bool:
+        try:
+            await self._handle(user_id).describe(rpc_timeout=self.settings.rpc_timeout)
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                return False
+            _raise_for_rpc(err)
+            raise
+        return True
+
+    async def list(
+        self,
+        stage: Stage | None = None,
+        status: Status | None = None,
+        page_size: int = 50,
+        page_token: str | None = None,
+    ) -> OnboardingPage:
+        token = _decode_token(page_token)
+        iterator = self.client.list_workflows(
+            _visibility_query(stage, status),
+            page_size=page_size,
+            next_page_token=token,
+            rpc_timeout=self.settings.rpc_timeout,
+        )
+        await self._connected()
+        with _temporal_errors():
+            try:
+                await iterator.fetch_next_page()
+            except RPCError as err:
+                if token is not None and err.status in _BAD_TOKEN:
+                    raise BadPageToken() from err
+                raise
+        items = []
+        for execution in iterator.current_page or []:
+            attrs = execution.typed_search_attributes
+            stage_value = attrs.get(search_attributes.STAGE)
+            status_value = attrs.get(search_attributes.STATUS)
+            items.append(
+                OnboardingSummary(
+                    user_id=user_id_from(execution.id),
+                    workflow_id=execution.id,
+                    stage=Stage(stage_value) if stage_value else None,
+                    status=Status(status_value) if status_value else None,
+                    started_at=execution.start_time,
+                    ended_at=execution.close_time,
+                )
+            )
+        next_token = iterator.next_page_token
+        return OnboardingPage(
+            items=items,
+            next_page_token=_encode_token(next_token) if next_token else None,
+        )
+
+    async def funnel(self) -> Funnel:
+        async def count(stage: Stage | None = None, status: Status | None = None) -> int:
+            await self._connected()
+            with _temporal_errors():
+                result = await self.client.count_workflows(
+                    _visibility_query(stage, status), rpc_timeout=self.settings.rpc_timeout
+                )
+            return result.count
+
+        # One count per stage and per status, all at once rather than one after another.
+        await self._connected()
+        total, *counts = await asyncio.gather(
+            count(),
+            *(count(stage=stage) for stage in Stage),
+            *(count(status=status) for status in Status),
+        )
+        stages = len(Stage)
+        return Funnel(
+            total=total,
+            by_stage=dict(zip(Stage, counts[:stages], strict=True)),
+            by_status=dict(zip(Status, counts[stages:], strict=True)),
+        )
+
+
+class BadPageToken(OnboardingError):
+    def __init__(self) -> None:
+        super().__init__("pageToken is not a token returned by this endpoint")
+
+
+_TOKEN_PREFIX = b"onboardings.v1:"
+# What a visibility store answers to a token it did not issue.
+_BAD_TOKEN = {RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.UNKNOWN, RPCStatusCode.INTERNAL}
+
+
+def _encode_token(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(_TOKEN_PREFIX + raw).decode()
+
+
+def _decode_token(page_token: str | None) -> bytes | None:
+    if not page_token:
+        return None
+    try:
+        decoded = base64.b64decode(page_token.encode(), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise BadPageToken() from None
+    if not decoded.startswith(_TOKEN_PREFIX):
+        raise BadPageToken()
+    return decoded.removeprefix(_TOKEN_PREFIX)
+
+
+def _visibility_query(stage: Stage | None, status: Status | None) -> str:
+    # Stage and Status are enums, so the values interpolated here are never user text.
+    clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
+    if stage is not None:
+        clauses.append(f"{search_attributes.STAGE.name} = '{stage.value}'")
+    if status is not None:
+        clauses.append(f"{search_attributes.STATUS.name} = '{status.value}'")
+        if not status.is_terminal:
+            # Active or stalled means running: a workflow terminated from outside (by an
+            # operator in Temporal's UI, say) keeps the status it last published.
+            clauses.append("ExecutionStatus = 'Running'")
+    return " AND ".join(clauses)

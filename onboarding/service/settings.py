@@ -1,0 +1,223 @@
+"""Configuration from environment variables (pydantic-settings). The Temporal connection itself
+is configured through the SDK's own ``temporalio.envconfig`` conventions (``TEMPORAL_ADDRESS``,
+``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS*``), see
+:mod:`onboarding.service.temporal`."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from onboarding.core.datapoints import normalise_required_data
+from onboarding.core.durations import parse_duration
+from onboarding.core.models import OnboardingOptions, Stage, Timeouts, stage_with_stall_timeout
+
+DEFAULT_STALL_TIMEOUTS: dict[Stage, timedelta] = {
+    Stage.CREATED: timedelta(hours=24),
+    Stage.ACCOUNT_CREATED: timedelta(hours=1),
+    Stage.CONNECTED: timedelta(hours=6),
+    Stage.UPLOADS: timedelta(hours=24),
+}
+
+
+def _split(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def parse_secrets(value: Any) -> list[str]:
+    """One or more secrets from one environment value: a JSON list of strings when the value
+    starts with ``[`` (``["old phrase, with a comma", "new"]``: any secret can be carried),
+    otherwise comma separated (``old,new``; spaces around each are dropped). Used for
+    ``SMILE_WEBHOOK_SECRET`` and ``ONBOARDING_ADMIN_TOKEN`` by ``onboarding api``, ``worker`` and
+    ``dev`` alike. Error messages never repeat the value."""
+    if value is None:
+        return []
+    if not isinstance(value, str):  # a list given in code
+        items = (v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in value)
+        return [item.strip() for item in items if item.strip()]
+    text = value.strip()
+    if not text.startswith("["):
+        return _split(text)
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"starts with '[' but is not valid JSON ({err.msg} at character {err.pos}); "
+            'use a JSON list of strings such as ["old", "new"], or comma-separated secrets'
+        ) from None
+    if not isinstance(parsed, list) or not all(isinstance(v, str) and v.strip() for v in parsed):
+        raise ValueError('a JSON value must be a list of non-empty strings, e.g. ["old", "new"]')
+    return parsed
+
+
+def parse_stall_timeouts(value: Any) -> dict[Stage, timedelta]:
+    """``created=24h,connected=6h`` (or a mapping) into per-stage timeouts; unnamed stages keep
+    their defaults."""
+    pairs: dict[str, Any]
+    if isinstance(value, dict):
+        pairs = dict(value)
+    else:
+        pairs = {}
+        for item in _split(value):
+            name, sep, duration = item.partition("=")
+            if not sep:
+                raise ValueError(f"expected STAGE=DURATION, got {item!r}")
+            pairs[name.strip()] = duration.strip()
+    result = dict(DEFAULT_STALL_TIMEOUTS)
+    for name, duration in pairs.items():
+        stage = stage_with_stall_timeout(str(name))
+        parsed = parse_duration(duration)
+        if parsed.total_seconds() <= 0:
+            raise ValueError(f"stall timeout for {stage.value} must be positive, got {duration!r}")
+        result[stage] = parsed
+    return result
+
+
+class Settings(BaseSettings):
+    # Errors never echo the value: it may be a secret.
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, case_sensitive=False, hide_input_in_errors=True
+    )
+
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="SMILE_WEBHOOK_SECRET",
+        description="Webhook secret(s), comma separated or a JSON list; any one verifies "
+        "(rotation). The first listed is the one dev's stand-in and the simulator sign with.",
+    )
+    admin_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="ONBOARDING_ADMIN_TOKEN",
+        description="Bearer token(s) for operator endpoints, comma separated or a JSON list.",
+    )
+    host: str = Field("127.0.0.1", validation_alias="ONBOARDING_HOST")
+    port: int = Field(8000, ge=0, le=65535, validation_alias="ONBOARDING_PORT")
+    task_queue: str = Field(
+        "smile-onboarding", min_length=1, validation_alias="ONBOARDING_TASK_QUEUE"
+    )
+    stall_timeouts: Annotated[dict[Stage, timedelta], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_STALL_TIMEOUTS),
+        validation_alias="ONBOARDING_STALL_TIMEOUTS",
+    )
+    expire_after: timedelta = Field(timedelta(days=7), validation_alias="ONBOARDING_EXPIRE_AFTER")
+    settle_window: timedelta = Field(
+        timedelta(minutes=10), validation_alias="ONBOARDING_SETTLE_WINDOW"
+    )
+    required_data: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["identity", "employments", "incomes"],
+        validation_alias="ONBOARDING_REQUIRED_DATA",
+    )
+    continue_as_new_after: int = Field(
+        2000, ge=1, validation_alias="ONBOARDING_CONTINUE_AS_NEW_AFTER"
+    )
+    dedupe_window: int = Field(10_000, ge=1, validation_alias="ONBOARDING_DEDUPE_WINDOW")
+    history_limit: int = Field(500, ge=1, validation_alias="ONBOARDING_HISTORY_LIMIT")
+    smile_api_base_url: str = Field(
+        "https://sandbox.smileapi.io/v1", validation_alias="SMILE_API_BASE_URL"
+    )
+    smile_api_key: str | None = Field(None, validation_alias="SMILE_API_KEY")
+    smile_api_secret: SecretStr | None = Field(None, validation_alias="SMILE_API_SECRET")
+    smile_api_timeout: timedelta = Field(
+        timedelta(seconds=10), validation_alias="SMILE_API_TIMEOUT"
+    )
+    callback_secret: SecretStr | None = Field(None, validation_alias="ONBOARDING_CALLBACK_SECRET")
+    callback_token_ttl: timedelta = Field(
+        timedelta(hours=24), validation_alias="ONBOARDING_CALLBACK_TOKEN_TTL"
+    )
+    webhook_allowed_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="SMILE_WEBHOOK_ALLOWED_IPS",
+        description="IPs/CIDRs allowed to send webhooks (Smile documents 18.142.61.230)",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="ONBOARDING_TRUSTED_PROXIES"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="ONBOARDING_CORS_ORIGINS"
+    )
+    callback_max_bytes: int = Field(
+        16 * 1024, ge=256, validation_alias="ONBOARDING_CALLBACK_MAX_BYTES"
+    )
+    webhook_max_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, validation_alias="SMILE_WEBHOOK_MAX_BYTES"
+    )
+    request_max_bytes: int = Field(
+        64 * 1024, ge=1024, validation_alias="ONBOARDING_REQUEST_MAX_BYTES"
+    )
+    batch_signals: bool = Field(True, validation_alias="ONBOARDING_BATCH_SIGNALS")
+    rpc_timeout: timedelta = Field(timedelta(seconds=10), validation_alias="ONBOARDING_RPC_TIMEOUT")
+
+    @field_validator("webhook_secrets", "admin_tokens", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> list[Any]:
+        if isinstance(value, list) and all(isinstance(v, SecretStr) for v in value):
+            return value
+        return parse_secrets(value)
+
+    @field_validator("webhook_allowed_ips", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> list[str]:
+        networks = _split(value)
+        for network in networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an IP address or CIDR range") from None
+        return networks
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> list[str]:
+        return _split(value)
+
+    @field_validator("required_data", mode="before")
+    @classmethod
+    def _split_required(cls, value: Any) -> list[str]:
+        return normalise_required_data(_split(value))
+
+    @field_validator("stall_timeouts", mode="before")
+    @classmethod
+    def _parse_stalls(cls, value: Any) -> dict[Stage, timedelta]:
+        return parse_stall_timeouts(value)
+
+    @field_validator(
+        "expire_after",
+        "settle_window",
+        "rpc_timeout",
+        "smile_api_timeout",
+        "callback_token_ttl",
+        mode="before",
+    )
+    @classmethod
+    def _parse_duration(cls, value: Any) -> timedelta:
+        parsed = parse_duration(value)
+        if parsed.total_seconds() <= 0:
+            raise ValueError("must be a positive duration")
+        return parsed
+
+    @property
+    def has_smile_credentials(self) -> bool:
+        return bool(self.smile_api_key and self.smile_api_secret)
+
+    def default_options(self) -> OnboardingOptions:
+        """The per-onboarding options a new onboarding starts with."""
+        return OnboardingOptions(
+            timeouts=Timeouts(
+                stall={s: t.total_seconds() for s, t in self.stall_timeouts.items()},
+                expire_after=self.expire_after.total_seconds(),
+                settle_window=self.settle_window.total_seconds(),
+            ),
+            required_data=list(self.required_data),
+            continue_as_new_after=self.continue_as_new_after,
+            dedupe_window=self.dedupe_window,
+            history_limit=self.history_limit,
+        )

@@ -1,0 +1,48 @@
+"""The worker: runs the workflows and their activities on the task queue."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.notices import ALL_ACTIVITIES
+from activities.smile import SmileActivities
+from activities.smile_client import SmileClient
+from onboarding.service.bytecode import write_bytecode
+from onboarding.service.settings import Settings
+from workflows.create_user import CreateSmileUserWorkflow
+from workflows.onboarding import OnboardingWorkflow
+
+
+class MissingSmileCredentials(RuntimeError):
+    pass
+
+
+def smile_client_from(settings: Settings) -> SmileClient:
+    """The worker's one pooled Smile client."""
+    if not settings.smile_api_key or settings.smile_api_secret is None:
+        raise MissingSmileCredentials(
+            "SMILE_API_KEY and SMILE_API_SECRET are not set: the worker cannot call Smile"
+        )
+    return SmileClient(
+        settings.smile_api_base_url,
+        settings.smile_api_key,
+        settings.smile_api_secret,
+        timeout=settings.smile_api_timeout,
+    )
+
+
+def build_worker(client: Client, task_queue: str, smile: SmileClient) -> Worker:
+    write_bytecode(OnboardingWorkflow, CreateSmileUserWorkflow)
+    smile_activities = SmileActivities(smile)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[OnboardingWorkflow, CreateSmileUserWorkflow],
+        activities=[
+            *ALL_ACTIVITIES,
+            smile_activities.create_user,
+            smile_activities.create_token,
+            smile_activities.reconcile,
+        ],
+    )

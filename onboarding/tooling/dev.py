@@ -1,0 +1,182 @@
+"""``onboarding dev``: the Temporal dev server, a worker and the API in one command, and a local
+Smile stand-in when no Smile credentials are configured, so everything works offline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from api.app import create_app
+from onboarding.service.settings import Settings
+from onboarding.service.worker import build_worker, smile_client_from
+from onboarding.tooling.dev_secrets import DevSecrets, load_or_create
+from onboarding.tooling.devserver import TemporalDevServer, ensure_port_free
+from onboarding.tooling.serving import start_server, stop_server
+from onboarding.tooling.smile_standin import create_standin_app
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    data_dir: Path
+    host: str
+    port: int
+    temporal_port: int
+    ui_port: int
+    smile_port: int
+    simulate: int = 0
+
+
+def check_ports(options: DevOptions, with_standin: bool) -> None:
+    ensure_port_free(options.host, options.port, "the API", "--port")
+    ensure_port_free("127.0.0.1", options.temporal_port, "Temporal", "--temporal-port")
+    ensure_port_free("127.0.0.1", options.ui_port, "the Temporal web UI", "--ui-port")
+    if with_standin:
+        ensure_port_free("127.0.0.1", options.smile_port, "the Smile stand-in", "--smile-port")
+
+
+def dev_settings(options: DevOptions, secrets: DevSecrets) -> Settings:
+    """The environment's settings, with dev's secrets, ports and (without credentials) the
+    stand-in in place of Smile."""
+    base = Settings()
+    update: dict[str, object] = {
+        "webhook_secrets": [SecretStr(s) for s in secrets.webhook_secrets],
+        "admin_tokens": [SecretStr(t) for t in secrets.admin_tokens],
+        "callback_secret": SecretStr(secrets.callback_secret),
+        "host": options.host,
+        "port": options.port,
+    }
+    if not base.has_smile_credentials:
+        update |= {
+            "smile_api_base_url": f"http://127.0.0.1:{options.smile_port}/v1",
+            "smile_api_key": secrets.standin_api_key,
+            "smile_api_secret": SecretStr(secrets.standin_api_secret),
+        }
+    return base.model_copy(update=update)
+
+
+async def run_dev(options: DevOptions) -> None:
+    environment = Settings()  # a bad value fails here, before anything starts
+    with_standin = not environment.has_smile_credentials
+    check_ports(options, with_standin)
+    data_dir = options.data_dir.resolve()
+    secrets = load_or_create(data_dir, environment)
+    settings = dev_settings(options, secrets)
+    server = TemporalDevServer(data_dir, port=options.temporal_port, ui_port=options.ui_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = await server.start()
+    smile = smile_client_from(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(server.stop)
+        stack.push_async_callback(smile.aclose)
+        api_url = f"http://{options.host}:{options.port}"
+        if with_standin:
+            standin = create_standin_app(
+                secrets.standin_api_key,
+                secrets.standin_api_secret,
+                webhook_url=f"{api_url}/webhooks/smile",
+                webhook_secret=secrets.webhook_secret,
+            )
+            standin_server, standin_task = await start_server(
+                standin, "127.0.0.1", options.smile_port
+            )
+            stack.push_async_callback(stop_server, standin_server, standin_task)
+        worker = build_worker(client, settings.task_queue, smile)
+        worker_task = asyncio.create_task(worker.run(), name="worker")
+        api_server, api_task = await start_server(
+            create_app(settings, client), options.host, options.port
+        )
+        _print_banner(options, server, settings, secrets, data_dir, with_standin)
+        stop_task = asyncio.create_task(stop.wait(), name="stop")
+        if options.simulate:
+            simulation = asyncio.create_task(
+                _simulate(options, secrets, with_standin), name="simulate"
+            )
+            stack.callback(simulation.cancel)
+        await asyncio.wait({worker_task, api_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        print("\nstopping: API, worker, Temporal …", flush=True)
+        await stop_server(api_server, api_task)
+        if not worker_task.done():
+            await worker.shutdown()
+        stop_task.cancel()
+        for task in (worker_task, api_task):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+    print("stopped.", flush=True)
+
+
+def _print_banner(
+    options: DevOptions,
+    server: TemporalDevServer,
+    settings: Settings,
+    secrets: DevSecrets,
+    data_dir: Path,
+    with_standin: bool,
+) -> None:
+    api = f"http://{options.host}:{options.port}"
+    if with_standin:
+        standin = f"http://127.0.0.1:{options.smile_port}"
+        smile = (
+            f"{settings.smile_api_base_url}   (local stand-in: no SMILE_API_KEY/SECRET)\n"
+            f"  Play a webhook     curl -X POST {standin}/_control/webhooks "
+            "-H 'Content-Type: application/json' "
+            """-d '{"userId": "USER_ID", "type": "ACCOUNT_CONNECTED"}'"""
+        )
+    else:
+        smile = settings.smile_api_base_url
+    print(
+        f"""
+Smile onboarding — embedded dev mode
+  API                {api}   (docs: {api}/docs)
+  Smile webhooks     POST {api}/webhooks/smile
+  Smile API          {smile}
+  Temporal           {server.address}   (task queue {settings.task_queue})
+  Temporal web UI    {server.ui_url}
+  Data               {data_dir}   (onboardings survive a restart)
+  Webhook secret     {secrets.webhook_secret}{_others(secrets.webhook_secrets, "signs")}
+  Admin token        {secrets.admin_token}{_others(secrets.admin_tokens)}
+  Callback secret    {secrets.callback_secret}
+
+  From another shell:
+    export TEMPORAL_ADDRESS={server.address} ONBOARDING_CALLBACK_SECRET={secrets.callback_secret}
+    onboarding start            # or: curl -X POST -H 'Authorization: Bearer …' {api}/onboardings
+    onboarding status USER_ID
+
+Ctrl-C stops everything.
+""",
+        flush=True,
+    )
+
+
+def _others(values: tuple[str, ...], first: str = "") -> str:
+    """How many more of a list are accepted besides the one printed."""
+    if len(values) < 2:
+        return ""
+    more = f"{len(values) - 1} more accepted, not shown"
+    return f"   ({first}; {more})" if first else f"   ({more})"
+
+
+async def _simulate(options: DevOptions, secrets: DevSecrets, with_standin: bool) -> None:
+    from rich.console import Console
+
+    from onboarding.tooling.simulate import SimulationConfig, report, simulate
+
+    console = Console()
+    config = SimulationConfig(
+        api_url=f"http://{options.host}:{options.port}",
+        admin_token=secrets.admin_token,
+        webhook_secret=secrets.webhook_secret,
+        users=options.simulate,
+        standin_url=f"http://127.0.0.1:{options.smile_port}" if with_standin else None,
+    )
+    result = await simulate(config, console)
+    report(result, console)
