@@ -75,7 +75,7 @@ from onboarding.tooling.serving import serving
 from onboarding.tooling.simulate import SimulationConfig, SimulationResult, simulate
 from onboarding.tooling.smile_standin import create_standin_app
 from workflows import onboarding as workflow_module
-from workflows.onboarding import OnboardingWorkflow
+from workflows.onboarding import INGEST_SIGNAL, OnboardingWorkflow
 
 ONBOARDING = Path(sys.executable).parent / "onboarding"
 WRK = shutil.which("wrk")
@@ -135,7 +135,7 @@ def raw_sender(client: Client, settings: Settings) -> Callable[[object], Awaitab
             OnboardingInput(user_id=user, options=options),
             id=workflow_id_for(user),
             task_queue=settings.task_queue,
-            start_signal="ingest",
+            start_signal=INGEST_SIGNAL,
             start_signal_args=[EventBatch(events=[event])],
             # What the service asks of Temporal, no more and no less (Onboardings.ingest).
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

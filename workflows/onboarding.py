@@ -66,6 +66,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes
     from workflows.policies import CREATE_TOKEN, NOTICE, RECONCILE, RECONCILE_NOW
 
+# The events signal's name: signal-with-start takes a name, not a method, so both sides use this.
+INGEST_SIGNAL = "ingest"
 # A pre-fetched token is handed out only while it has at least this long to live.
 _TOKEN_MIN_LIFE = timedelta(minutes=5)
 
@@ -315,7 +317,7 @@ class OnboardingWorkflow:
 
     # --- handlers ----------------------------------------------------------------------------
 
-    @workflow.signal
+    @workflow.signal(name=INGEST_SIGNAL)
     def ingest(self, batch: EventBatch) -> None:
         """Events for this user (usually one). Duplicates by id change nothing."""
         self._ensure_started()

@@ -57,7 +57,7 @@ from onboarding.core.models import (
 from onboarding.service.settings import Settings
 from workflows import search_attributes
 from workflows.create_user import CreateSmileUserWorkflow
-from workflows.onboarding import OnboardingWorkflow
+from workflows.onboarding import INGEST_SIGNAL, OnboardingWorkflow
 from workflows.policies import CREATE_TOKEN, RECONCILE_NOW, longest_wait
 
 # Updates that call Smile wait out the activity's bound, and a little more for Temporal itself.
@@ -240,7 +240,7 @@ class Onboardings:
                     OnboardingInput(user_id=user_id, options=self.default_options),
                     id=workflow_id,
                     task_queue=self.settings.task_queue,
-                    start_signal="ingest",
+                    start_signal=INGEST_SIGNAL,
                     start_signal_args=[EventBatch(events=events)],
                     # A finished onboarding is never restarted empty by a late event.
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -22,6 +22,7 @@ from onboarding.core.models import Event, EventBatch
 from tests.api.test_webhooks import signed
 from tests.conftest import CALLBACK_SECRET, eventually, unique_user
 from tests.smile_samples import BASE_TIME, webhook_body
+from workflows.onboarding import INGEST_SIGNAL
 
 EXAMPLES: dict[str, dict[str, Any]] = {
     "onAccountCreated": {"accountId": "a-w1", "providerId": "abccorp"},
@@ -82,7 +83,7 @@ async def signalled(client: Client, user_id: str) -> list[Event]:
         if not entry.HasField("workflow_execution_signaled_event_attributes"):
             continue
         attributes = entry.workflow_execution_signaled_event_attributes
-        if attributes.signal_name == "ingest":
+        if attributes.signal_name == INGEST_SIGNAL:
             payloads = list(attributes.input.payloads)
             (batch,) = pydantic_data_converter.payload_converter.from_payloads(
                 payloads, [EventBatch]

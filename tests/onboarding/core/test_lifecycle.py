@@ -220,3 +220,14 @@ def test_a_longer_stall_timeout_unstalls_and_withdraws_the_notice() -> None:
     assert extended.life.status is Status.ACTIVE
     assert not extended.life.stall_notice_wanted
     assert step(extended, ReconcileFinished(), BASE_TIME + timedelta(seconds=62)).commands == ()
+
+
+def test_data_ready_regained_moves_the_settle_deadline() -> None:
+    t0 = BASE_TIME
+    ready = step(start(TIMEOUTS, t0), StageObserved(Stage.DATA_READY), t0).state
+    more_required = step(ready, StageObserved(Stage.CONNECTED), t0 + timedelta(seconds=10)).state
+    regained_at = t0 + timedelta(seconds=100)  # past the first settle deadline (t0 + 30 s)
+    again = step(more_required, StageObserved(Stage.DATA_READY), regained_at).state
+    assert again.life.data_ready_at == regained_at
+    assert deadlines(again).settle == regained_at + timedelta(seconds=30)
+    assert step(again, ClockTick(), regained_at).state.life.status is Status.ACTIVE
