@@ -45,3 +45,33 @@ async def test_continue_as_new_keeps_state_and_dedupe(
     assert view.widget.state == "closed"
     latest = await ops.client.get_workflow_handle(f"onboarding-{user}").describe()
     assert latest.run_id != first_run
+
+
+async def test_ten_thousand_events_with_the_longest_ids_carry_under_256_kb(
+    dev_env: WorkflowEnvironment, dev_worker: None, api_settings: Settings
+) -> None:
+    # The API accepts ids of 256 characters; 10,000 of them once made continue-as-new's input
+    # pass Temporal's 2 MB limit, and the onboarding was stuck.
+    settings = api_settings.model_copy(update={"continue_as_new_after": 10})
+    ops = Onboardings(dev_env.client, settings)
+    user = unique_user()
+    for batch in range(50):
+        events = [
+            event("INCOMES_UPDATED", event_id=f"{batch:03d}{i:03d}".ljust(256, "x"), at=i)
+            for i in range(200)
+        ]
+        await ops.ingest(user, events)
+
+    async def all_applied() -> OnboardingView:
+        view = await ops.get(user)
+        assert view.events_total == 10_000
+        return view
+
+    view = await eventually(all_applied, timeout=60.0)
+    assert view.runs >= 2
+    handle = ops.client.get_workflow_handle(f"onboarding-{user}")
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    carried = sum(len(p.data) for p in started.input.payloads)
+    assert started.continued_execution_run_id  # this run was continued from another
+    assert 0 < carried < 256 * 1024, carried
