@@ -80,18 +80,16 @@ class OnboardingWorkflow:
         self._options = input.options
         journal = input.journal or new_journal(input.user_id)
         self._machine = StateMachine.for_options(journal, input.options)
-        self._state: lifecycle.State | None = None
-        if input.lifecycle is not None:
+        if input.lifecycle is None:
+            self._state = lifecycle.start(self._options.timeouts, workflow.now())
+            self._options.timeouts = self._state.timeouts
+        else:
             life = input.lifecycle.model_copy(deep=True)
             life.runs += 1
             self._state = lifecycle.State(life, self._options.timeouts)
-        # A new onboarding starts with these search attributes (set by the service); later runs
-        # publish what they carry.
-        self._published: tuple[Stage, Status] | None = (
-            (Stage.CREATED, Status.ACTIVE) if input.lifecycle is None else None
-        )
+        self._published = _search_attributes_at_start()
         self._signals_this_run = 0
-        self._tasks: dict[type[Command], asyncio.Task[None]] = {}
+        self._tasks: dict[Command, asyncio.Task[None]] = {}
         self._timer: asyncio.Task[None] | None = None
         self._armed_for: datetime | None = None
         self._changed = False
@@ -103,11 +101,23 @@ class OnboardingWorkflow:
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingView:
-        self._ensure_started()
         self._feed(Resumed())
         while not self._ended:
-            if self._should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
+            self._arm_timer()
+            # Continue-as-new waits for running handlers, but the clock keeps being served.
+            await workflow.wait_condition(
+                lambda: (
+                    self._changed
+                    or self._ended
+                    or (self._timer is not None and self._timer.done())
+                    or self._ready_to_continue_as_new()
+                )
+            )
+            self._changed = False
+            if self._timer is not None and self._timer.done():
+                self._timer = self._armed_for = None
+                self._feed(ClockTick())
+            if self._ready_to_continue_as_new():
                 self._stop_tasks()  # their wishes are carried in the lifecycle
                 workflow.continue_as_new(
                     OnboardingInput(
@@ -117,34 +127,20 @@ class OnboardingWorkflow:
                         lifecycle=self._life,
                     )
                 )
-            self._arm_timer()
-            await workflow.wait_condition(
-                lambda: (
-                    self._changed
-                    or self._ended
-                    or (self._timer is not None and self._timer.done())
-                    or self._should_continue_as_new()
-                )
-            )
-            self._changed = False
-            if self._timer is not None and self._timer.done():
-                self._timer = self._armed_for = None
-                self._feed(ClockTick())
         self._stop_tasks()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._view()
 
     @property
     def _life(self) -> Lifecycle:
-        assert self._state is not None
         return self._state.life
 
     @property
     def _ended(self) -> bool:
         return self._life.status.is_terminal
 
-    def _should_continue_as_new(self) -> bool:
-        if self._ended:
+    def _ready_to_continue_as_new(self) -> bool:
+        if self._ended or not workflow.all_handlers_finished():
             return False
         return (
             self._signals_this_run >= self._options.continue_as_new_after
@@ -153,7 +149,6 @@ class OnboardingWorkflow:
 
     def _arm_timer(self) -> None:
         """Keep one timer armed at the next deadline; touch it only when that deadline moves."""
-        assert self._state is not None
         due = lifecycle.next_deadline(self._state)
         if due == self._armed_for and (due is None or self._timer is not None):
             return
@@ -172,14 +167,7 @@ class OnboardingWorkflow:
 
     # --- the lifecycle, and its commands ------------------------------------------------------
 
-    def _ensure_started(self) -> None:
-        if self._state is None:
-            self._state = lifecycle.start(self._options.timeouts, workflow.now())
-            self._options.timeouts = self._state.timeouts
-            self._feed(StageObserved(self._derive_stage()))
-
     def _feed(self, event: Input) -> None:
-        assert self._state is not None
         decision = lifecycle.step(self._state, event, workflow.now())
         self._state = decision.state
         self._options.timeouts = decision.state.timeouts
@@ -191,19 +179,20 @@ class OnboardingWorkflow:
         match command:
             case Publish(stage=stage, status=status):
                 self._publish(stage, status)
-            case Reconcile():
-                self._spawn(command, self._reconcile_for_stall)
+            case Reconcile(stall=stall):
+                self._spawn(command, lambda: self._reconcile_for_stall(stall))
             case FetchToken():
                 self._spawn(command, self._prefetch_token)
             case NotifyStalled():
                 self._spawn(command, lambda: self._notify(command))
 
     def _spawn(self, command: Command, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run a command on its own; one of each kind at a time (its outcome settles the wish)."""
-        running = self._tasks.get(type(command))
-        if running is not None and not running.done():
-            return
-        self._tasks[type(command)] = asyncio.create_task(work())
+        """Run a command on its own, once while it runs (its outcome settles the wish). Commands
+        for different stalls are different commands: a later stall is never held up or
+        answered by an earlier one's work."""
+        self._tasks = {c: t for c, t in self._tasks.items() if not t.done()}
+        if command not in self._tasks:
+            self._tasks[command] = asyncio.create_task(work())
 
     def _stop_tasks(self) -> None:
         for task in self._tasks.values():
@@ -231,8 +220,8 @@ class OnboardingWorkflow:
     def _observe(self) -> None:
         self._feed(StageObserved(self._derive_stage()))
 
-    async def _reconcile_for_stall(self) -> None:
-        await self._reconcile(RECONCILE)
+    async def _reconcile_for_stall(self, stall: int) -> None:
+        await self._reconcile(RECONCILE, for_stall=stall)
 
     async def _notify(self, command: NotifyStalled) -> None:
         workflow.logger.info("onboarding %s stalled in %s", self._user_id, command.stage.value)
@@ -250,11 +239,13 @@ class OnboardingWorkflow:
             )
         except ActivityError as err:
             # A notice that cannot be delivered is recorded; the onboarding goes on.
-            self._feed(NoticeFinished(error=_cause(err)))
+            self._feed(NoticeFinished(stalls=command.stalls, error=_cause(err)))
             return
-        self._feed(NoticeFinished())
+        self._feed(NoticeFinished(stalls=command.stalls))
 
-    async def _reconcile(self, policy: workflow.ActivityConfig) -> str | None:
+    async def _reconcile(
+        self, policy: workflow.ActivityConfig, for_stall: int | None = None
+    ) -> str | None:
         """Merge Smile's records; the error, if Smile could not be asked."""
         try:
             result = await workflow.execute_activity_method(
@@ -268,13 +259,16 @@ class OnboardingWorkflow:
                 isinstance(cause, ApplicationError) and cause.type == SmileNotFound.type_name
             )
             error = _cause(err)
-            self._feed(ReconcileFinished(error=error, user_not_found=not_found))
+            self._feed(
+                ReconcileFinished(for_stall=for_stall, error=error, user_not_found=not_found)
+            )
             return error
         added = sum(1 for event in result.events if self._machine.apply(event))
         if added:
             self._observe()
         self._feed(
             ReconcileFinished(
+                for_stall=for_stall,
                 accounts=result.accounts,
                 archives=result.archives,
                 tasks=result.tasks,
@@ -320,7 +314,6 @@ class OnboardingWorkflow:
     @workflow.signal(name=INGEST_SIGNAL)
     def ingest(self, batch: EventBatch) -> None:
         """Events for this user (usually one). Duplicates by id change nothing."""
-        self._ensure_started()
         self._signals_this_run += 1
         if self._ended:
             workflow.logger.info(
@@ -342,7 +335,6 @@ class OnboardingWorkflow:
 
     @workflow.update
     def set_timeouts(self, change: TimeoutsChange) -> Timeouts:
-        self._ensure_started()
         self._feed(TimeoutsChanged(change))
         return self._options.timeouts
 
@@ -357,7 +349,6 @@ class OnboardingWorkflow:
     def begin(self, start: StartRequest) -> UpdateOutcome:
         """Called once by ``POST /onboardings`` (update-with-start): the Smile user exists and
         its first link token was handed out; per-onboarding options apply from now."""
-        self._ensure_started()
         if start.external_metadata is not None:
             self._life.external_metadata = start.external_metadata
         if start.required_data is not None:
@@ -410,7 +401,6 @@ class OnboardingWorkflow:
 
     @workflow.update
     def cancel(self, request: CancelRequest) -> UpdateOutcome:
-        self._ensure_started()
         self._feed(CancelRequested(request.reason))
         return self._outcome()
 
@@ -438,7 +428,6 @@ class OnboardingWorkflow:
         )
 
     def _view(self) -> OnboardingView:
-        assert self._state is not None
         journal, life = self._machine.journal, self._life
         facts = journal.facts
         return OnboardingView(
@@ -475,6 +464,19 @@ class OnboardingWorkflow:
             other_versions=facts.other_versions,
             runs=life.runs,
         )
+
+
+def _search_attributes_at_start() -> tuple[Stage, Status] | None:
+    """The stage and status this run's search attributes already hold (set by whoever started
+    it, or carried by continue-as-new), so that only a change is ever upserted."""
+    attributes = workflow.info().typed_search_attributes
+    stage, status = (
+        attributes.get(search_attributes.STAGE),
+        attributes.get(search_attributes.STATUS),
+    )
+    if stage in set(Stage) and status in set(Status):
+        return Stage(stage), Status(status)
+    return None
 
 
 def _cause(err: ActivityError) -> str:

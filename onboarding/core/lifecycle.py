@@ -73,8 +73,10 @@ class CancelRequested:
 
 @dataclass(frozen=True)
 class ReconcileFinished:
-    """A reconciliation's outcome; the facts it added were observed just before."""
+    """A reconciliation's outcome; the facts it added were observed just before. ``for_stall``
+    is the stall it was asked for (its number), or None when an operator asked for it."""
 
+    for_stall: int | None = None
     error: str | None = None
     user_not_found: bool = False
     accounts: int = 0
@@ -87,6 +89,7 @@ class ReconcileFinished:
 
 @dataclass(frozen=True)
 class NoticeFinished:
+    stalls: int  # the stall the notice was about
     error: str | None = None
 
 
@@ -122,6 +125,8 @@ class Publish:
 @dataclass(frozen=True)
 class Reconcile:
     """Ask Smile for its records of the user (a missed webhook is the usual cause of a stall)."""
+
+    stall: int  # which stall asks; a later stall asks again, an earlier answer settles nothing
 
 
 @dataclass(frozen=True)
@@ -215,9 +220,10 @@ def step(state: State, event: Input, now: datetime) -> Decision:
             _end(life, Status.CANCELLED, reason, now)
         case ReconcileFinished():
             commands += _reconciled(life, event, now)
-        case NoticeFinished(error=error):
-            life.stall_notice_wanted = False
+        case NoticeFinished(stalls=stalls, error=error):
             life.last_notice_error = error
+            if stalls == life.stalls:
+                life.stall_notice_wanted = False
         case TokenFetchFinished():
             life.token_refresh_wanted = False
     if life.status.is_terminal:
@@ -238,7 +244,7 @@ def _wishes(life: Lifecycle) -> list[Command]:
     if life.token_refresh_wanted:
         wanted.append(FetchToken())
     if life.stall_reconcile_wanted:
-        wanted.append(Reconcile())
+        wanted.append(Reconcile(life.stalls))
     elif life.stall_notice_wanted:
         wanted.append(_notice(life))
     return wanted
@@ -274,7 +280,7 @@ def _on_clock(state: State, now: datetime) -> list[Command]:
         # A missed webhook is the usual cause: ask Smile before telling anyone.
         life.stall_reconcile_wanted = True
         life.stall_notice_wanted = True
-        return [Reconcile()]
+        return [Reconcile(life.stalls)]
     return []
 
 
@@ -293,8 +299,8 @@ def _reconciled(life: Lifecycle, outcome: ReconcileFinished, now: datetime) -> l
     if outcome.user_not_found:
         _end(life, Status.FAILED, "Smile has no record of this user", now)
         return []
-    if not life.stall_reconcile_wanted:
-        return []  # an on-demand reconciliation: nothing else waits on it
+    if outcome.for_stall != life.stalls or not life.stall_reconcile_wanted:
+        return []  # on demand, or for an earlier stall: nothing waits on it
     life.stall_reconcile_wanted = False
     if life.status is Status.STALLED and life.stall_notice_wanted:
         return [_notice(life)]
@@ -303,13 +309,12 @@ def _reconciled(life: Lifecycle, outcome: ReconcileFinished, now: datetime) -> l
 
 
 def _notice(life: Lifecycle) -> NotifyStalled:
-    assert life.stage_entered_at is not None
-    return NotifyStalled(
-        stage=life.stage,
-        stage_entered_at=life.stage_entered_at,
-        deadline=life.stall_deadline or life.stalled_at or life.stage_entered_at,
-        stalls=life.stalls,
-    )
+    entered = life.stage_entered_at or life.started_at or life.stalled_at
+    stalled = life.stall_deadline or life.stalled_at or entered
+    if entered is None or stalled is None:  # a stall always has these; never without them
+        raise ValueError("a stall notice needs the time the stage was entered")
+    return NotifyStalled(stage=life.stage, stage_entered_at=entered, deadline=stalled,
+                         stalls=life.stalls)  # fmt: skip
 
 
 def _apply_timeouts(

@@ -4,6 +4,7 @@ and the tests all speak the same language."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -365,17 +366,28 @@ class TimeoutsChange(CamelModel):
     settle_window: float | None = None
 
 
+# The longest timeout anyone may set (ten years): past it, deadlines overflow datetime.
+MAX_TIMEOUT_SECONDS = 3650 * 86400.0
+
+
 def check_timeouts_change(change: TimeoutsChange) -> None:
-    """Raise ValueError, saying why, if ``change`` names an unknown stage or a non-positive
-    duration. Shared by the API (before side effects) and the workflow's update validators."""
+    """Raise ValueError, saying why, if ``change`` names an unknown stage or a duration that is
+    not a positive finite number of seconds up to ten years. Shared by the API (before side
+    effects) and the workflow's update validators, so no accepted update can fail its handler."""
     for name, seconds in change.stall.items():
         stage_with_stall_timeout(name)
-        if seconds <= 0:
-            raise ValueError(f"stall timeout for {name} must be positive, got {seconds:g}")
+        _check_seconds(f"stall timeout for {name}", seconds)
     for label, value in (("expireAfter", change.expire_after),
                          ("settleWindow", change.settle_window)):  # fmt: skip
-        if value is not None and value <= 0:
-            raise ValueError(f"{label} must be positive, got {value:g}")
+        if value is not None:
+            _check_seconds(label, value)
+
+
+def _check_seconds(label: str, seconds: float) -> None:
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{label} must be a positive number of seconds, got {seconds:g}")
+    if seconds > MAX_TIMEOUT_SECONDS:
+        raise ValueError(f"{label} must be at most ten years, got {seconds:g} seconds")
 
 
 class StartRequest(CamelModel):

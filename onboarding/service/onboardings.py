@@ -295,6 +295,10 @@ class Onboardings:
                     rpc_timeout=self.settings.rpc_timeout,
                 )
         except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == ONBOARDING_ENDED:
+                await _settle(operation)
+                raise OnboardingEnded(created.user_id) from err
             raise InvalidChange(_failure_message(err)) from err
         except WorkflowAlreadyStartedError as err:
             # The same Idempotency-Key again, after that user's onboarding ended.
@@ -517,7 +521,8 @@ def _decode_token(page_token: str | None) -> bytes | None:
 
 def _visibility_query(stage: Stage | None, status: Status | None) -> str:
     # Stage and Status are enums, so the values interpolated here are never user text.
-    clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
+    # A run that continued as new is history: only the latest run of each onboarding counts.
+    clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'", "ExecutionStatus != 'ContinuedAsNew'"]
     if stage is not None:
         clauses.append(f"{search_attributes.STAGE.name} = '{stage.value}'")
     if status is not None:

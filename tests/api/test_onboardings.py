@@ -97,7 +97,7 @@ async def test_set_timeouts(api: httpx.AsyncClient, admin: dict[str, str]) -> No
     ("body", "message"),
     [
         ({"stall": {"sleeping": "1h"}}, "unknown stage 'sleeping'"),
-        ({"stall": {"created": "0s"}}, "must be positive"),
+        ({"stall": {"created": "0s"}}, "must be a positive number"),
         ({"stall": {"created": "soon"}}, "invalid duration"),
         ({}, "nothing to change"),
     ],

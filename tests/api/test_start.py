@@ -72,7 +72,7 @@ async def test_an_idempotency_key_makes_a_retry_safe(
     ("body", "message"),
     [
         ({"timeouts": {"stall": {"nowhere": "1h"}}}, "unknown stage 'nowhere'"),
-        ({"timeouts": {"stall": {"created": "0s"}}}, "must be positive"),
+        ({"timeouts": {"stall": {"created": "0s"}}}, "must be a positive number"),
         ({"timeouts": {"expireAfter": "later"}}, "invalid duration"),
         ({"requiredData": [""]}, "requiredData"),
         ({"externalMetadata": "not an object"}, "externalMetadata"),

@@ -126,8 +126,9 @@ async def test_a_timeout_changed_while_running_takes_effect(
     [
         (TimeoutsChange(stall={"sleeping": 60}), "unknown stage 'sleeping'"),
         (TimeoutsChange(stall={"data_ready": 60}), "has no stall timeout"),
-        (TimeoutsChange(stall={"connected": 0}), "must be positive"),
-        (TimeoutsChange(expire_after=-1), "expireAfter must be positive"),
+        (TimeoutsChange(stall={"connected": 0}), "must be a positive number of seconds"),
+        (TimeoutsChange(expire_after=-1), "expireAfter must be a positive number"),
+        (TimeoutsChange(stall={"created": 1e12}), "must be at most ten years"),
         (TimeoutsChange(), "nothing to change"),
     ],
 )

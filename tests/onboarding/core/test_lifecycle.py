@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +30,15 @@ from onboarding.core.lifecycle import (
     start,
     step,
 )
-from onboarding.core.models import Lifecycle, Stage, Status, Timeouts, TimeoutsChange
+from onboarding.core.models import (
+    MAX_TIMEOUT_SECONDS,
+    Lifecycle,
+    Stage,
+    Status,
+    Timeouts,
+    TimeoutsChange,
+    check_timeouts_change,
+)
 from tests.smile_samples import BASE_TIME
 
 TIMEOUTS = Timeouts(
@@ -44,9 +53,10 @@ INPUTS: st.SearchStrategy[Input] = st.one_of(
     st.just(ClockTick()),
     st.just(TokenExpiryReported()),
     st.just(TokenFetchFinished()),
-    st.builds(NoticeFinished, st.sampled_from([None, "notice failed"])),
+    st.builds(NoticeFinished, st.integers(0, 3), st.sampled_from([None, "notice failed"])),
     st.builds(
         ReconcileFinished,
+        for_stall=st.none() | st.integers(0, 3),
         error=st.sampled_from([None, "Smile is down"]),
         user_not_found=st.booleans().map(lambda b: b and False),  # not-found has its own test
         facts_added=st.integers(0, 3),
@@ -150,7 +160,7 @@ def test_every_open_wish_survives_continue_as_new(journey: list[tuple[Input, int
     commands = step(State(carried, state.timeouts), Resumed(), now).commands
     life = state.life
     assert (FetchToken() in commands) is life.token_refresh_wanted
-    assert (Reconcile() in commands) is life.stall_reconcile_wanted
+    assert (Reconcile(life.stalls) in commands) is life.stall_reconcile_wanted
     notices = [c for c in commands if isinstance(c, NotifyStalled)]
     assert bool(notices) is (life.stall_notice_wanted and not life.stall_reconcile_wanted)
     assert life.status.is_terminal or commands[0] == Publish(life.stage, life.status)
@@ -169,23 +179,25 @@ def test_a_failed_notice_or_reconciliation_is_never_fatal(journey: list[tuple[In
 @given(journey=runs())
 def test_each_wish_is_asked_for_once_until_its_outcome(journey: list[tuple[Input, int]]) -> None:
     _, _, log = play(journey)
-    open_fetches = 0
+    asked: dict[Command, int] = {}
     for event, commands in log:
         if isinstance(event, Resumed):
-            open_fetches = 0  # a new run: in-flight work of the old one is gone
-        open_fetches += sum(isinstance(c, FetchToken) for c in commands)
-        assert open_fetches <= 1
+            asked = {}  # a new run: in-flight work of the old one is gone
+        for command in commands:
+            if not isinstance(command, Publish):
+                asked[command] = asked.get(command, 0) + 1
+                assert asked[command] == 1, command  # never the same work twice at once
         if isinstance(event, TokenFetchFinished):
-            open_fetches = 0
+            asked.pop(FetchToken(), None)
 
 
 def test_a_stall_reconciles_first_and_notifies_only_if_still_stalled() -> None:
     state = start(TIMEOUTS, BASE_TIME)
     stalled = step(state, ClockTick(), BASE_TIME + timedelta(seconds=60))
     assert stalled.state.life.status is Status.STALLED
-    assert stalled.commands == (Publish(Stage.CREATED, Status.STALLED), Reconcile())
+    assert stalled.commands == (Publish(Stage.CREATED, Status.STALLED), Reconcile(1))
     # Smile's records show nothing new: now tell.
-    quiet = step(stalled.state, ReconcileFinished(), BASE_TIME + timedelta(seconds=61))
+    quiet = step(stalled.state, ReconcileFinished(for_stall=1), BASE_TIME + timedelta(seconds=61))
     (notice,) = quiet.commands
     assert isinstance(notice, NotifyStalled)
     assert (notice.stage, notice.stalls) == (Stage.CREATED, 1)
@@ -193,7 +205,11 @@ def test_a_stall_reconciles_first_and_notifies_only_if_still_stalled() -> None:
     # Smile's records moved the stage: nobody needs telling.
     healed = step(stalled.state, StageObserved(Stage.CONNECTED), BASE_TIME + timedelta(seconds=61))
     assert healed.state.life.status is Status.ACTIVE
-    after = step(healed.state, ReconcileFinished(facts_added=1), BASE_TIME + timedelta(seconds=61))
+    after = step(
+        healed.state,
+        ReconcileFinished(for_stall=1, facts_added=1),
+        BASE_TIME + timedelta(seconds=61),
+    )
     assert after.commands == ()
 
 
@@ -219,7 +235,8 @@ def test_a_longer_stall_timeout_unstalls_and_withdraws_the_notice() -> None:
     ).state
     assert extended.life.status is Status.ACTIVE
     assert not extended.life.stall_notice_wanted
-    assert step(extended, ReconcileFinished(), BASE_TIME + timedelta(seconds=62)).commands == ()
+    later = BASE_TIME + timedelta(seconds=62)
+    assert step(extended, ReconcileFinished(for_stall=1), later).commands == ()
 
 
 def test_data_ready_regained_moves_the_settle_deadline() -> None:
@@ -231,3 +248,36 @@ def test_data_ready_regained_moves_the_settle_deadline() -> None:
     assert again.life.data_ready_at == regained_at
     assert deadlines(again).settle == regained_at + timedelta(seconds=30)
     assert step(again, ClockTick(), regained_at).state.life.status is Status.ACTIVE
+
+
+def test_a_stalls_wishes_are_settled_only_by_their_own_outcomes() -> None:
+    t = BASE_TIME
+    first = step(start(TIMEOUTS, t), ClockTick(), t + timedelta(seconds=60)).state
+    # An operator's reconciliation finishing first settles nothing the stall waits for.
+    on_demand = step(first, ReconcileFinished(), t + timedelta(seconds=61))
+    assert on_demand.commands == ()
+    assert on_demand.state.life.stall_reconcile_wanted
+    notified = step(on_demand.state, ReconcileFinished(for_stall=1), t + timedelta(seconds=62))
+    assert [type(c) for c in notified.commands] == [NotifyStalled]
+    # Progress, then a second stall, while the first notice is still being delivered.
+    moved = step(notified.state, StageObserved(Stage.ACCOUNT_CREATED), t + timedelta(seconds=63))
+    second = step(moved.state, ClockTick(), t + timedelta(seconds=123))
+    assert second.commands[-1] == Reconcile(2)
+    late = step(second.state, NoticeFinished(stalls=1), t + timedelta(seconds=124)).state
+    assert late.life.stall_notice_wanted  # the first notice's outcome is not the second's
+    told = step(late, ReconcileFinished(for_stall=2), t + timedelta(seconds=125))
+    (notice,) = told.commands
+    assert isinstance(notice, NotifyStalled) and notice.stalls == 2
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan"), float("inf"), 1e12])
+def test_no_timeout_an_update_accepts_can_break_a_deadline(seconds: float) -> None:
+    # Validators run check_timeouts_change; what it lets through must never overflow a deadline.
+    for change in (TimeoutsChange(expire_after=seconds), TimeoutsChange(stall={"created": seconds}),
+                   TimeoutsChange(settle_window=seconds)):  # fmt: skip
+        with pytest.raises(ValueError, match=r"positive number of seconds|at most ten years"):
+            check_timeouts_change(change)
+    longest = TimeoutsChange(expire_after=MAX_TIMEOUT_SECONDS, settle_window=MAX_TIMEOUT_SECONDS)
+    check_timeouts_change(longest)
+    state = step(start(TIMEOUTS, BASE_TIME), TimeoutsChanged(longest), BASE_TIME).state
+    assert next_deadline(state) is not None
