@@ -35,8 +35,8 @@ from rich.table import Table
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from api.signatures import sign
 from onboarding.core.identity import workflow_id_for
+from onboarding.core.signatures import sign
 from onboarding.tooling.simulate import KINDS, SimulationResult
 
 ORDINARY = "ordinary"

@@ -65,9 +65,9 @@ from rich.table import Table
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 
-from api.signatures import sign
 from onboarding.core.identity import workflow_id_for
 from onboarding.core.models import Event, EventBatch, OnboardingInput, Source
+from onboarding.core.signatures import sign
 from onboarding.service.onboardings import initial_search_attributes
 from onboarding.service.settings import Settings
 from onboarding.tooling.devserver import TemporalDevServer

@@ -13,10 +13,10 @@ from pydantic import ValidationError
 from api.client_ip import allowed, client_ip
 from api.deps import IngestDep, SettingsDep
 from api.problems import Problem, ProblemError, describe_validation_error
-from api.signatures import SIGNATURE_HEADER, verify
 from onboarding.core.compact import compact_data
 from onboarding.core.identity import is_valid_user_id, user_id_in
 from onboarding.core.models import CamelModel, Event, SmileWebhook, Source
+from onboarding.core.signatures import SIGNATURE_HEADER, verify
 
 logger = logging.getLogger("onboarding.webhooks")
 router = APIRouter(tags=["webhooks"])

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from api.signatures import sign
+from onboarding.core.signatures import sign
 
 # journey kind -> expected (stage, status) once it has been played
 EXPECTED: dict[str, tuple[str, str]] = {

@@ -43,8 +43,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.signatures import sign
 from onboarding.core.external_metadata import check_external_metadata
+from onboarding.core.signatures import sign
 
 TENANT = "standin"
 TOKEN_LIFETIME = timedelta(hours=5)

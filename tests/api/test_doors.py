@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.client_ip import allowed, client_ip, parse_networks
-from api.signatures import sign
+from onboarding.core.signatures import sign
 from onboarding.service.settings import Settings
 from onboarding.tooling.serving import serving
 from tests.conftest import (

@@ -9,7 +9,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from api.signatures import sign
+from onboarding.core.signatures import sign
 from onboarding.service.settings import Settings
 from tests.conftest import WEBHOOK_SECRET, eventually, unique_user
 from tests.smile_samples import BASE_TIME, webhook_body

@@ -13,8 +13,8 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from api.signatures import sign
 from onboarding.core.models import Stage
+from onboarding.core.signatures import sign
 from onboarding.service.settings import Settings
 from onboarding.service.temporal import connect
 from tests.conftest import (

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from api.signatures import sign
+from onboarding.core.signatures import sign
 from tests.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, free_port, unique_user
 from tests.e2e.test_dev_command import ONBOARDING, wait_for
 from tests.smile_samples import webhook_body

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.signatures import sign
+from onboarding.core.signatures import sign
 from tests.conftest import free_port, unique_user
 from tests.smile_samples import BASE_TIME, webhook_body
 

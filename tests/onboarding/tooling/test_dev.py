@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from api.signatures import sign, verify
+from onboarding.core.signatures import sign, verify
 from onboarding.service.settings import Settings
 from onboarding.tooling.dev import DevOptions, dev_settings
 from onboarding.tooling.dev_secrets import load_or_create
