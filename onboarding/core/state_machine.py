@@ -83,28 +83,14 @@ def new_journal(user_id: str) -> Journal:
     return Journal(facts=Facts(user_id=user_id))
 
 
-def apply(
-    journal: Journal,
-    event: Event,
-    *,
-    dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
-    history_limit: int = DEFAULT_HISTORY_LIMIT,
-    dedupe_window_bytes: int = DEFAULT_DEDUPE_WINDOW_BYTES,
-    history_bytes: int = DEFAULT_HISTORY_BYTES,
-) -> Journal:
+def apply(journal: Journal, event: Event, **limits: int) -> Journal:
     """Return the journal after ``event``; the input is left untouched."""
-    machine = StateMachine(
-        journal.model_copy(deep=True),
-        dedupe_window,
-        history_limit,
-        dedupe_window_bytes=dedupe_window_bytes,
-        history_bytes=history_bytes,
-    )
-    machine.apply(event)
-    return machine.journal
+    return apply_all(journal, [event], **limits)
 
 
 def apply_all(journal: Journal, events: Iterable[Event], **limits: int) -> Journal:
+    """Return the journal after ``events`` (limits as :class:`StateMachine` takes them); the
+    input is left untouched."""
     machine = StateMachine(journal.model_copy(deep=True), **limits)
     for event in events:
         machine.apply(event)
