@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +17,9 @@ from api import problems
 from api.client_ip import parse_networks
 from api.deps import Ingest
 from api.limits import BodySizeLimit
-from api.routes import callbacks, health, onboardings, webhooks
+from api.routes import callbacks, dead_letters, health, onboardings, webhooks
+from onboarding.service.dead_letters import DeadLetterNotFound, DeadLetters, StillUnusable
+from onboarding.service.drainer import Drainer
 from onboarding.service.onboardings import (
     BadPageToken,
     CallbacksNotConfigured,
@@ -29,6 +33,8 @@ from onboarding.service.onboardings import (
     TemporalUnavailable,
 )
 from onboarding.service.settings import Settings
+from onboarding.service.spool import Spool, SpoolError, SpoolFull, open_spool
+from onboarding.service.spooling import DurableIngest, Spooler, TemporalGate
 from onboarding.service.temporal import connect
 
 logger = logging.getLogger("onboarding.api")
@@ -40,6 +46,8 @@ _STATUS_FOR: dict[type[OnboardingError], int] = {
     InvalidRequest: 400,
     BadPageToken: 400,
     TemporalUnavailable: 503,
+    DeadLetterNotFound: 404,
+    StillUnusable: 422,
     SmileCallFailed: 502,
     CallbacksNotConfigured: 500,
 }
@@ -50,19 +58,45 @@ def create_app(
     client: Client | None = None,
     *,
     temporal_address: str | None = None,
+    spool: Spool | None = None,
 ) -> FastAPI:
     """Build the API. With ``client`` given it is used as is (tests, ``onboarding dev``);
     otherwise one is connected at startup from the environment."""
     settings = settings or Settings()
+    # Not opened yet: the first write opens it, so the API starts while its database may not.
+    spooler = Spooler(spool or open_spool(settings.spool_location, settings.spool_max_bytes))
+    gate = TemporalGate(cooldown=settings.breaker_cooldown.total_seconds())
+
+    def wire(onboardings: Onboardings) -> None:
+        app.state.onboardings = onboardings
+        direct = Ingest(onboardings, settings.batch_signals)
+        app.state.ingest = DurableIngest(
+            direct, spooler, gate, timeout=settings.ingest_timeout.total_seconds()
+        )
+        app.state.dead_letters = DeadLetters(spooler, app.state.ingest)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not hasattr(app.state, "onboardings"):
-            # Lazy: the API starts even while Temporal is down, answering 503 until it is back.
-            temporal = await connect(temporal_address, lazy=True)
-            app.state.onboardings = Onboardings(temporal, settings)
-            app.state.ingest = Ingest(app.state.onboardings, settings.batch_signals)
-        yield
+            # Lazy: the API starts even while Temporal is down, spooling until it is back.
+            wire(Onboardings(await connect(temporal_address, lazy=True), settings))
+        drainer = Drainer(
+            spooler,
+            app.state.onboardings,
+            gate,
+            lease=settings.spool_lease,
+            timeout=settings.ingest_timeout.total_seconds(),
+            concurrency=settings.drain_concurrency,
+        )
+        app.state.drainer = drainer
+        draining = asyncio.create_task(drainer.run(), name="drainer")
+        try:
+            yield
+        finally:
+            draining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await draining
+            await spooler.close()
 
     app = FastAPI(
         title="Smile onboarding orchestrator",
@@ -73,9 +107,10 @@ def create_app(
     app.state.settings = settings
     app.state.webhook_allow = parse_networks(settings.webhook_allowed_ips)
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
+    app.state.spooler = spooler
+    app.state.gate = gate
     if client is not None:
-        app.state.onboardings = Onboardings(client, settings)
-        app.state.ingest = Ingest(app.state.onboardings, settings.batch_signals)
+        wire(Onboardings(client, settings))
 
     problems.install(app)
 
@@ -87,6 +122,16 @@ def create_app(
             logger.warning("Temporal unavailable: %s", exc.__cause__)
         return problems.problem_response(status, str(exc), headers=headers)
 
+    @app.exception_handler(SpoolError)
+    async def _spool_error(request: Request, exc: SpoolError) -> JSONResponse:
+        logger.error("the spool cannot take an event while Temporal cannot either: %s", exc)
+        return problems.problem_response(
+            503,
+            "Temporal is unreachable and the spool cannot take the event "
+            f"({'full' if isinstance(exc, SpoolFull) else 'unavailable'}); try again shortly",
+            headers={"Retry-After": "5"},
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s %s", request.method, request.url.path)
@@ -96,6 +141,7 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(onboardings.router)
     app.include_router(callbacks.router)
+    app.include_router(dead_letters.router)
 
     def limit_for(path: str) -> int:
         if path == "/webhooks/smile":

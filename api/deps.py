@@ -14,8 +14,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.problems import ProblemError
 from onboarding.core.models import Event
 from onboarding.service.batching import SignalBatcher
+from onboarding.service.dead_letters import DeadLetters
 from onboarding.service.onboardings import IngestResult, Onboardings
 from onboarding.service.settings import Settings
+from onboarding.service.spooling import DurableIngest, Spooler
 
 _bearer = HTTPBearer(auto_error=False, description="ONBOARDING_ADMIN_TOKEN")
 
@@ -60,12 +62,24 @@ class Ingest:
         return await self.onboardings.ingest(user_id, [event])
 
 
-async def get_ingest(request: Request) -> Ingest:
-    ingest: Ingest = request.app.state.ingest
+async def get_ingest(request: Request) -> DurableIngest:
+    ingest: DurableIngest = request.app.state.ingest
     return ingest
+
+
+async def get_dead_letters(request: Request) -> DeadLetters:
+    dead_letters: DeadLetters = request.app.state.dead_letters
+    return dead_letters
+
+
+async def get_spooler(request: Request) -> Spooler:
+    spooler: Spooler = request.app.state.spooler
+    return spooler
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 OnboardingsDep = Annotated[Onboardings, Depends(get_onboardings)]
-IngestDep = Annotated[Ingest, Depends(get_ingest)]
+IngestDep = Annotated[DurableIngest, Depends(get_ingest)]
+DeadLettersDep = Annotated[DeadLetters, Depends(get_dead_letters)]
+SpoolerDep = Annotated[Spooler, Depends(get_spooler)]
 AdminDep = Depends(require_admin)

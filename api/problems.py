@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from onboarding.core.webhook_triage import describe_errors
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -48,11 +50,7 @@ def problem_response(
 
 def describe_validation_error(err: ValidationError | RequestValidationError) -> str:
     """``field.path: message; …`` without the offending input."""
-    parts = []
-    for error in err.errors():
-        loc = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{loc}: {error.get('msg', 'invalid')}")
-    return "; ".join(parts[:10]) or "invalid request"
+    return describe_errors(err.errors())
 
 
 def install(app: FastAPI) -> None:

@@ -8,7 +8,7 @@ import contextlib
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import httpx
@@ -27,6 +27,7 @@ from onboarding.core.identity import workflow_id_for
 from onboarding.service.settings import Settings
 from onboarding.service.worker import build_worker
 from onboarding.tooling.binaries import temporal_cli, temporal_test_server
+from onboarding.tooling.pgcluster import PostgresCluster
 from onboarding.tooling.serving import serving
 from onboarding.tooling.smile_standin import StandinState, create_standin_app
 from workflows import search_attributes
@@ -150,6 +151,13 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the session (Debian's server binaries)."""
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
 async def shared_standin() -> AsyncIterator[Standin]:
     """One stand-in for the session's workers (fault tests start their own)."""
     async with running_standin() as standin:
@@ -157,8 +165,9 @@ async def shared_standin() -> AsyncIterator[Standin]:
 
 
 @pytest.fixture(scope="session")
-def api_settings(shared_standin: Standin) -> Settings:
+def api_settings(shared_standin: Standin, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
+        data_dir=tmp_path_factory.mktemp("data"),  # the API's SQLite spool lives here
         webhook_secrets=[SecretStr(WEBHOOK_SECRET), SecretStr(OLD_WEBHOOK_SECRET)],
         admin_tokens=[SecretStr(ADMIN_TOKEN)],
         callback_secret=SecretStr(CALLBACK_SECRET),

@@ -165,7 +165,7 @@ class CallbackRequest(BaseModel):
 
 class CallbackAck(CamelModel):
     accepted: bool = True
-    outcome: Literal["signalled", "onboarding_ended"]
+    outcome: Literal["signalled", "spooled", "onboarding_ended"]
     event_id: str
     callback: str
 
@@ -249,10 +249,10 @@ async def receive_callback(
         data={**compact_data(data), "userId": user_id},
     )
     result = await ingest(user_id, event)
-    outcome: Literal["signalled", "onboarding_ended"] = (
-        "signalled" if result.outcome == "accepted" else "onboarding_ended"
+    outcome: Literal["signalled", "spooled", "onboarding_ended"] = (
+        "signalled" if result.outcome == "accepted" else result.outcome
     )
     ack = CallbackAck(outcome=outcome, event_id=event.id, callback=callback.callback)
     return JSONResponse(
-        ack.model_dump(by_alias=True), status_code=202 if outcome == "signalled" else 200
+        ack.model_dump(by_alias=True), status_code=200 if outcome == "onboarding_ended" else 202
     )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import OnboardingsDep
+from api.deps import OnboardingsDep, SpoolerDep
+from onboarding.service.health import ServiceHealth, check
 
 router = APIRouter(tags=["health"])
 
@@ -18,13 +17,17 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Temporal is unreachable"}})
-async def readyz(onboardings: OnboardingsDep) -> JSONResponse:
-    """Temporal is reachable, so events can be made durable."""
-    try:
-        healthy = await onboardings.client.service_client.check_health(timeout=timedelta(seconds=3))
-    except Exception:  # any failure to reach Temporal means "not ready"
-        healthy = False
-    if healthy:
-        return JSONResponse({"status": "ready", "temporal": "reachable"})
-    return JSONResponse({"status": "not ready", "temporal": "unreachable"}, status_code=503)
+@router.get(
+    "/readyz",
+    response_model=ServiceHealth,
+    responses={503: {"description": "Neither Temporal nor the spool can take events"}},
+)
+async def readyz(
+    request: Request, onboardings: OnboardingsDep, spooler: SpoolerDep
+) -> JSONResponse:
+    """Ready while events can be made durable: Temporal reachable, or the spool writable and
+    not full (then ``degraded``). Reports the spool's depth, oldest age and dead letters."""
+    health = await check(onboardings, spooler, request.app.state.gate)
+    return JSONResponse(
+        health.model_dump(mode="json", by_alias=True), status_code=200 if health.ready else 503
+    )

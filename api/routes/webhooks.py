@@ -1,4 +1,5 @@
-"""``POST /webhooks/smile``: verify, validate, and make the event durable as a signal."""
+"""``POST /webhooks/smile``: verify, judge, and make the event durable: a signal, a spooled
+event while Temporal cannot take it, or a dead letter when it cannot be used."""
 
 from __future__ import annotations
 
@@ -8,15 +9,13 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
 from api.client_ip import allowed, client_ip
-from api.deps import IngestDep, SettingsDep
-from api.problems import Problem, ProblemError, describe_validation_error
-from onboarding.core.compact import compact_data
-from onboarding.core.identity import is_valid_user_id, user_id_in
-from onboarding.core.models import CamelModel, Event, SmileWebhook, Source
+from api.deps import DeadLettersDep, IngestDep, SettingsDep
+from api.problems import Problem, ProblemError
+from onboarding.core.models import CamelModel
 from onboarding.core.signatures import SIGNATURE_HEADER, verify
+from onboarding.core.webhook_triage import NoUser, Unusable, event_from, triage
 
 logger = logging.getLogger("onboarding.webhooks")
 router = APIRouter(tags=["webhooks"])
@@ -24,24 +23,24 @@ router = APIRouter(tags=["webhooks"])
 
 class WebhookAck(CamelModel):
     accepted: bool = True
-    outcome: Literal["signalled", "onboarding_ended", "no_user"]
-    event_id: str
-    type: str
+    outcome: Literal["signalled", "spooled", "onboarding_ended", "no_user", "dead_lettered"]
+    event_id: str | None
+    type: str | None
     user_id: str | None = None
     workflow_id: str | None = None
+    dead_letter_id: str | None = None
     detail: str
 
 
-def _event_from(envelope: SmileWebhook) -> Event:
-    return Event(
-        id=envelope.id,
-        type=envelope.type,
-        source=Source.WEBHOOK,
-        created_at=envelope.created_at,
-        received_at=datetime.now(UTC),
-        data=compact_data(envelope.data),
-        version=envelope.version,
-    )
+_DETAIL = {
+    "accepted": "event recorded durably",
+    "spooled": "Temporal cannot take it now: event kept in the spool, delivered once it can",
+    "onboarding_ended": "the onboarding for this user has already ended; event not recorded",
+}
+
+
+def _ack(ack: WebhookAck, status: int = 202) -> JSONResponse:
+    return JSONResponse(ack.model_dump(by_alias=True), status_code=status)
 
 
 @router.post(
@@ -50,17 +49,21 @@ def _event_from(envelope: SmileWebhook) -> Event:
     response_model=WebhookAck,
     responses={
         200: {"model": WebhookAck, "description": "Accepted; the onboarding had already ended"},
-        400: {"model": Problem, "description": "Malformed JSON or envelope"},
         401: {"model": Problem, "description": "Missing or invalid Smile-Signature"},
         403: {"model": Problem, "description": "Sender not in SMILE_WEBHOOK_ALLOWED_IPS"},
         413: {"model": Problem, "description": "Body over the size limit"},
-        503: {"model": Problem, "description": "Temporal unreachable; Smile will retry"},
+        503: {
+            "model": Problem,
+            "description": "Neither Temporal nor the spool can take the event; Smile will retry",
+        },
     },
 )
 async def receive_smile_webhook(
-    request: Request, settings: SettingsDep, ingest: IngestDep
+    request: Request, settings: SettingsDep, ingest: IngestDep, dead_letters: DeadLettersDep
 ) -> JSONResponse:
-    """Receive one Smile webhook. Answers 2xx only once the event is durable in Temporal."""
+    """Receive one Smile webhook. Answers 2xx only once the event is durable: signalled to its
+    onboarding in Temporal, or kept in the spool while Temporal cannot take it, or (signed but
+    unusable) kept in the dead-letter for an operator."""
     peer = request.client.host if request.client else None
     address = client_ip(
         peer, request.headers.get("X-Forwarded-For"), request.app.state.trusted_proxies
@@ -71,38 +74,41 @@ async def receive_smile_webhook(
     body = await request.body()  # bounded by SMILE_WEBHOOK_MAX_BYTES in api/limits.py
     if not verify(body, request.headers.get(SIGNATURE_HEADER), settings.webhook_secrets):
         raise ProblemError(401, f"missing or invalid {SIGNATURE_HEADER} header")
-    try:
-        envelope = SmileWebhook.model_validate_json(body)
-    except ValidationError as err:
-        raise ProblemError(
-            400, f"not a Smile webhook envelope: {describe_validation_error(err)}"
-        ) from None
-    user_id = user_id_in(envelope.data)
-    if user_id is None:
+    verdict = triage(body)
+    if isinstance(verdict, Unusable):
+        letter = await dead_letters.keep(body, verdict)
+        return _ack(
+            WebhookAck(
+                outcome="dead_lettered",
+                event_id=verdict.event_id,
+                type=verdict.type,
+                dead_letter_id=letter.id,
+                detail=f"signed but cannot be used, kept for an operator: {verdict.reason}",
+            )
+        )
+    envelope = verdict.envelope
+    if isinstance(verdict, NoUser):
         logger.info(
             "webhook %s (%s) carries no userId; matched no onboarding", envelope.id, envelope.type
         )
-        ack = WebhookAck(
-            outcome="no_user",
-            event_id=envelope.id,
-            type=envelope.type,
-            detail="event carries no userId: accepted and logged, matched no onboarding",
+        return _ack(
+            WebhookAck(
+                outcome="no_user",
+                event_id=envelope.id,
+                type=envelope.type,
+                detail="event carries no userId: accepted and logged, matched no onboarding",
+            )
         )
-        return JSONResponse(ack.model_dump(by_alias=True), status_code=202)
-    if not isinstance(user_id, str) or not is_valid_user_id(user_id):
-        raise ProblemError(400, "data.userId must be a Smile user id (letters, digits, . _ : @ -)")
-    result = await ingest(user_id, _event_from(envelope))
-    ended = result.outcome == "onboarding_ended"
+    result = await ingest(verdict.user_id, event_from(envelope, datetime.now(UTC)))
+    outcome: Literal["signalled", "spooled", "onboarding_ended"] = (
+        "signalled" if result.outcome == "accepted" else result.outcome
+    )
     ack = WebhookAck(
-        outcome="onboarding_ended" if ended else "signalled",
+        outcome=outcome,
         event_id=envelope.id,
         type=envelope.type,
-        user_id=user_id,
+        user_id=verdict.user_id,
         workflow_id=result.workflow_id,
-        detail=(
-            "the onboarding for this user has already ended; event not recorded"
-            if ended
-            else "event recorded durably"
-        ),
+        detail=_DETAIL[result.outcome],
     )
-    return JSONResponse(ack.model_dump(by_alias=True), status_code=200 if ended else 202)
+    return _ack(ack, 200 if outcome == "onboarding_ended" else 202)

@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -21,6 +21,10 @@ from onboarding.core.durations import parse_duration
 from onboarding.core.models import Stage, Status, TimeoutsChange
 from onboarding.service.onboardings import OnboardingError, Onboardings
 from onboarding.service.settings import Settings
+
+if TYPE_CHECKING:
+    from onboarding.service.dead_letters import DeadLetters
+    from onboarding.service.spooling import Spooler
 from onboarding.tooling.binaries import BinaryNotFound
 from onboarding.tooling.devserver import DevServerError
 
@@ -132,6 +136,40 @@ def _operate(args: argparse.Namespace, action: Callable[[Onboardings], Awaitable
     return asyncio.run(run())
 
 
+def _operate_spool(
+    args: argparse.Namespace, action: Callable[[Onboardings, Spooler], Awaitable[Any]]
+) -> Any:
+    """Like :func:`_operate`, with the spool of ``ONBOARDING_SPOOL_URL`` (or the one in
+    ``ONBOARDING_DATA_DIR``) open as well."""
+    from onboarding.service.spool import SpoolError, open_spool
+    from onboarding.service.spooling import Spooler
+
+    settings = _settings()
+    try:
+        spool = open_spool(settings.spool_location, settings.spool_max_bytes)
+    except ValueError as err:
+        raise CliError(f"ONBOARDING_SPOOL_URL: {err}") from None
+
+    async def with_spool(onboardings: Onboardings) -> Any:
+        spooler = Spooler(spool)
+        try:
+            return await action(onboardings, spooler)
+        except SpoolError as err:
+            raise CliError(f"the spool: {err}") from None
+        finally:
+            await spooler.close()
+
+    return _operate(args, with_spool)
+
+
+def _dead_letters(onboardings: Onboardings, spooler: Spooler) -> DeadLetters:
+    """Replays from the command line go straight to Temporal: if it is unreachable the dead
+    letter stays, and the command says so."""
+    from onboarding.service.dead_letters import DeadLetters
+
+    return DeadLetters(spooler, lambda user_id, event: onboardings.ingest(user_id, [event]))
+
+
 def _emit(args: argparse.Namespace, value: BaseModel, text: str) -> None:
     if args.json:
         print(value.model_dump_json(by_alias=True, indent=2))
@@ -140,10 +178,40 @@ def _emit(args: argparse.Namespace, value: BaseModel, text: str) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from onboarding.cli.render import render_view
+    from onboarding.cli.render import render_health, render_view
 
+    if args.user_id is None:  # the service itself: what /readyz says
+        from onboarding.service.health import check
+
+        health = _operate_spool(args, check)
+        _emit(args, health, render_health(health))
+        if not health.ready:
+            raise CliError(health.detail)
+        return
     view = _operate(args, lambda o: o.get(args.user_id))
     _emit(args, view, render_view(view))
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> None:
+    from onboarding.cli import render
+
+    if args.action == "list":
+        page = _operate_spool(
+            args, lambda o, s: _dead_letters(o, s).list(args.page_size, args.page_token)
+        )
+        _emit(args, page, render.render_dead_letters(page))
+    elif args.action == "show":
+        letter = _operate_spool(args, lambda o, s: _dead_letters(o, s).get(args.id))
+        _emit(args, letter, render.render_dead_letter(letter))
+    elif args.action == "replay":
+        result = _operate_spool(args, lambda o, s: _dead_letters(o, s).replay(args.id))
+        text = f"{result.id}: {result.outcome}" + (
+            f" (user {result.user_id})" if result.user_id else ""
+        )
+        _emit(args, result, text)
+    else:
+        _operate_spool(args, lambda o, s: _dead_letters(o, s).discard(args.id))
+        print(f"{args.id}: discarded")
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -325,9 +393,27 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print JSON")
         return p
 
-    status = operator("status", "one user's onboarding state")
-    status.add_argument("user_id")
+    status = operator("status", "one user's onboarding state, or without a user the service's")
+    status.add_argument("user_id", nargs="?", default=None)
     status.set_defaults(func=cmd_status)
+
+    dead = sub.add_parser("dead-letters", help="signed webhooks that could not be used")
+    dead_actions = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, help_ in (
+        ("list", "oldest first"),
+        ("show", "one, with its body"),
+        ("replay", "judge it again and deliver it if it can now be used"),
+        ("discard", "drop it for good"),
+    ):
+        action = dead_actions.add_parser(name, help=help_)
+        temporal_option(action)
+        action.add_argument("--json", action="store_true", help="print JSON")
+        if name == "list":
+            action.add_argument("--page-size", type=int, default=50)
+            action.add_argument("--page-token", default=None)
+        else:
+            action.add_argument("id")
+    dead.set_defaults(func=cmd_dead_letters)
 
     list_ = operator("list", "onboardings by stage and status")
     list_.add_argument("--stage", type=Stage, choices=list(Stage), default=None)

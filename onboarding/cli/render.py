@@ -1,4 +1,5 @@
-"""Readable text for the CLI: one onboarding, a page of them, the funnel."""
+"""Readable text for the CLI: one onboarding, a page of them, the funnel, the service's
+health, dead letters."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from datetime import UTC, datetime
 
 from onboarding.core.durations import format_duration
 from onboarding.core.models import OnboardingView, Stage, Status, Timeouts
+from onboarding.service.dead_letters import DeadLetterDetail, DeadLetterPage
+from onboarding.service.health import ServiceHealth
 from onboarding.service.onboardings import Funnel, OnboardingPage
 
 
@@ -107,3 +110,48 @@ def render_funnel(funnel: Funnel) -> str:
     lines += ["", "status"]
     lines += [f"  {status.value:<16}{funnel.by_status.get(status, 0)}" for status in Status]
     return "\n".join(lines)
+
+
+def render_health(health: ServiceHealth) -> str:
+    spool = health.spool
+    lines = [
+        f"Service    {health.status}  — {health.detail}",
+        f"Temporal   {health.temporal}",
+    ]
+    if not spool.writable:
+        lines.append(f"Spool      not writable: {spool.error}")
+    else:
+        age = "—" if spool.oldest_age_seconds is None else format_duration(spool.oldest_age_seconds)
+        full = "  FULL" if spool.full else ""
+        lines.append(
+            f"Spool      {spool.depth} waiting, {spool.bytes} of {spool.max_bytes} bytes, "
+            f"oldest {age}{full}"
+        )
+        lines.append(f"Dead       {spool.dead_letters} dead letter(s)")
+    return "\n".join(lines)
+
+
+def render_dead_letters(page: DeadLetterPage) -> str:
+    if not page.items:
+        return "no dead letters"
+    rows = [f"{'ID':<32}  {'RECEIVED':<25}  {'TYPE':<24}  REASON"]
+    for item in page.items:
+        received = item.received_at.isoformat(timespec="seconds")
+        rows.append(f"{item.id:<32}  {received:<25}  {(item.type or '—'):<24}  {item.reason}")
+    if page.next_page_token:
+        rows.append(f"more: --page-token {page.next_page_token}")
+    return "\n".join(rows)
+
+
+def render_dead_letter(letter: DeadLetterDetail) -> str:
+    return "\n".join(
+        [
+            f"ID         {letter.id}",
+            f"Received   {letter.received_at.isoformat(timespec='seconds')}",
+            f"Event      {letter.event_id or '—'}  ({letter.type or 'no type'})",
+            f"Reason     {letter.reason}",
+            f"Replays    {letter.replays}"
+            + (f"  — last: {letter.last_error}" if letter.last_error else ""),
+            f"Body       {letter.body}",
+        ]
+    )

@@ -116,7 +116,7 @@ class TemporalUnavailable(OnboardingError):
 
 @dataclass(frozen=True)
 class IngestResult:
-    outcome: Literal["accepted", "onboarding_ended"]
+    outcome: Literal["accepted", "onboarding_ended", "spooled"]
     workflow_id: str
 
 
@@ -228,7 +228,9 @@ class Onboardings:
     def _handle(self, user_id: str) -> OnboardingHandle:
         return self.client.get_workflow_handle_for(OnboardingWorkflow.run, workflow_id_for(user_id))
 
-    async def ingest(self, user_id: str, events: list[Event]) -> IngestResult:
+    async def ingest(
+        self, user_id: str, events: list[Event], *, rpc_timeout: timedelta | None = None
+    ) -> IngestResult:
         """Signal-with-start: deliver the events, starting the onboarding if it is new. Returns
         only once Temporal has durably accepted the signal."""
         workflow_id = workflow_id_for(user_id)
@@ -245,7 +247,7 @@ class Onboardings:
                     # A finished onboarding is never restarted empty by a late event.
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                     search_attributes=initial_search_attributes(),
-                    rpc_timeout=self.settings.rpc_timeout,
+                    rpc_timeout=rpc_timeout or self.settings.rpc_timeout,
                 )
         except WorkflowAlreadyStartedError:
             return IngestResult("onboarding_ended", workflow_id)

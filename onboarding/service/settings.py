@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
@@ -155,6 +156,33 @@ class Settings(BaseSettings):
     )
     batch_signals: bool = Field(True, validation_alias="ONBOARDING_BATCH_SIGNALS")
     rpc_timeout: timedelta = Field(timedelta(seconds=10), validation_alias="ONBOARDING_RPC_TIMEOUT")
+    # --- the spool: where events wait while Temporal cannot take them -------------------
+    data_dir: Path = Field(
+        Path(".onboarding"),
+        validation_alias="ONBOARDING_DATA_DIR",
+        description="Where the embedded default keeps its files (the SQLite spool).",
+    )
+    spool_url: SecretStr | None = Field(
+        None,
+        validation_alias="ONBOARDING_SPOOL_URL",
+        description="postgresql://… (replicas share one spool) or a SQLite path; "
+        "default: spool.sqlite3 in ONBOARDING_DATA_DIR.",
+    )
+    spool_max_bytes: int = Field(1024**3, ge=1024, validation_alias="ONBOARDING_SPOOL_MAX_BYTES")
+    ingest_timeout: timedelta = Field(
+        timedelta(seconds=3),
+        validation_alias="ONBOARDING_INGEST_TIMEOUT",
+        description="How long a webhook waits for Temporal before its event is spooled.",
+    )
+    breaker_cooldown: timedelta = Field(
+        timedelta(seconds=5), validation_alias="ONBOARDING_BREAKER_COOLDOWN"
+    )
+    spool_lease: timedelta = Field(
+        timedelta(seconds=30),
+        validation_alias="ONBOARDING_SPOOL_LEASE",
+        description="How long a drainer holds claimed events before another may take them.",
+    )
+    drain_concurrency: int = Field(4, ge=1, le=64, validation_alias="ONBOARDING_DRAIN_CONCURRENCY")
 
     @field_validator("webhook_secrets", "admin_tokens", mode="before")
     @classmethod
@@ -193,6 +221,9 @@ class Settings(BaseSettings):
         "expire_after",
         "settle_window",
         "rpc_timeout",
+        "ingest_timeout",
+        "breaker_cooldown",
+        "spool_lease",
         "smile_api_timeout",
         "callback_token_ttl",
         mode="before",
@@ -203,6 +234,14 @@ class Settings(BaseSettings):
         if parsed.total_seconds() <= 0:
             raise ValueError("must be a positive duration")
         return parsed
+
+    @property
+    def spool_location(self) -> str:
+        """The spool's URL or path: ``ONBOARDING_SPOOL_URL``, else the SQLite file in the
+        data directory. May hold a password: never log it."""
+        if self.spool_url is not None:
+            return self.spool_url.get_secret_value()
+        return str(self.data_dir / "spool.sqlite3")
 
     @property
     def has_smile_credentials(self) -> bool:

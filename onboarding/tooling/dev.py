@@ -49,6 +49,7 @@ def dev_settings(options: DevOptions, secrets: DevSecrets) -> Settings:
         "callback_secret": SecretStr(secrets.callback_secret),
         "host": options.host,
         "port": options.port,
+        "data_dir": options.data_dir.resolve(),
     }
     if not base.has_smile_credentials:
         update |= {
@@ -142,19 +143,27 @@ Smile onboarding — embedded dev mode
   Temporal           {server.address}   (task queue {settings.task_queue})
   Temporal web UI    {server.ui_url}
   Data               {data_dir}   (onboardings survive a restart)
+  Spool              {_spool(settings)}   (events wait here while Temporal cannot take them)
   Webhook secret     {secrets.webhook_secret}{_others(secrets.webhook_secrets, "signs")}
   Admin token        {secrets.admin_token}{_others(secrets.admin_tokens)}
   Callback secret    {secrets.callback_secret}
 
   From another shell:
-    export TEMPORAL_ADDRESS={server.address} ONBOARDING_CALLBACK_SECRET={secrets.callback_secret}
+    export TEMPORAL_ADDRESS={server.address} ONBOARDING_CALLBACK_SECRET={secrets.callback_secret} \\
+           ONBOARDING_DATA_DIR={data_dir}
     onboarding start            # or: curl -X POST -H 'Authorization: Bearer …' {api}/onboardings
-    onboarding status USER_ID
+    onboarding status USER_ID   # without USER_ID: the service, its spool, dead letters
 
 Ctrl-C stops everything.
 """,
         flush=True,
     )
+
+
+def _spool(settings: Settings) -> str:
+    if settings.spool_url is not None:
+        return "ONBOARDING_SPOOL_URL"  # may carry a password: not printed
+    return settings.spool_location
 
 
 def _others(values: tuple[str, ...], first: str = "") -> str:

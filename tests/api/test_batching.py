@@ -58,6 +58,6 @@ async def test_a_burst_for_one_user(
     signals = await signals_for(dev_env, user)
     if batch:
         assert signals < len(BURST)  # the first goes alone, the rest ride together
-        assert app.state.ingest.batcher.events_sent == len(BURST)
+        assert app.state.ingest.deliver.batcher.events_sent == len(BURST)
     else:
         assert signals == len(BURST)

@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -236,10 +237,10 @@ async def test_bad_signatures_are_401_and_nothing_is_signalled(
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda env: b"{not json", "Invalid JSON"),
-        (lambda env: b"", "Invalid JSON"),
-        (lambda env: b"\xff\xfe\x00garbage", "Invalid JSON"),
-        (lambda env: json.dumps([env]).encode(), "body: Input should be an object"),
+        (lambda env: b"{not json", "the body is not JSON"),
+        (lambda env: b"", "the body is not JSON"),
+        (lambda env: b"\xff\xfe\x00garbage", "the body is not JSON"),
+        (lambda env: json.dumps([env]).encode(), "the body is not a JSON object"),
         (
             lambda env: json.dumps({k: v for k, v in env.items() if k != "id"}).encode(),
             "id: Field required",
@@ -266,15 +267,26 @@ async def test_bad_signatures_are_401_and_nothing_is_signalled(
         ),
     ],
 )
-async def test_malformed_envelopes_are_400_naming_the_problem(
-    api: httpx.AsyncClient, dev_env: WorkflowEnvironment, mutate: object, expected: str
+async def test_signed_but_unusable_bodies_are_kept_as_dead_letters_naming_the_problem(
+    api: httpx.AsyncClient,
+    admin: dict[str, str],
+    dev_env: WorkflowEnvironment,
+    mutate: object,
+    expected: str,
 ) -> None:
+    """Smile signed it, so it is never thrown away: 2xx (Smile stops retrying what would fail
+    again), kept with the reason for an operator, and never signalled."""
     user = unique_user()
     envelope = json.loads(webhook_body("ACCOUNT_CONNECTED", user))
     body = mutate(envelope)  # type: ignore[operator]
     response = await api.post(URL, content=body, headers=signed(body))
-    assert response.status_code == 400, response.text
-    assert expected in response.json()["detail"]
+    assert response.status_code == 202, response.text
+    ack = response.json()
+    assert ack["outcome"] == "dead_lettered" and expected in ack["detail"]
+    kept = await api.get(f"/dead-letters/{ack['deadLetterId']}", headers=admin)
+    assert kept.status_code == 200, kept.text
+    assert expected in kept.json()["reason"]
+    assert kept.json()["body"] == body.decode("utf-8", "backslashreplace")
     assert not await workflow_exists(dev_env.client, user)
 
 
@@ -306,20 +318,30 @@ async def test_event_for_an_ended_onboarding_is_acknowledged_and_starts_nothing(
     assert (view["status"], view["eventsTotal"]) == ("cancelled", 1)
 
 
-async def test_temporal_unreachable_is_503_so_smile_retries(api_settings: Settings) -> None:
+async def test_temporal_unreachable_spools_and_other_calls_are_503(
+    api_settings: Settings, tmp_path: Path
+) -> None:
+    """Webhooks are kept in the spool (202, ``spooled``); what needs Temporal's answer (reads,
+    operator actions) is 503 with Retry-After."""
     client = await connect("127.0.0.1:1", lazy=True, use_environment=False)
-    app = create_app(api_settings.model_copy(update={"rpc_timeout": 2}), client)
+    settings = api_settings.model_copy(update={"rpc_timeout": 2, "data_dir": tmp_path})
+    app = create_app(settings, client)
     body = webhook_body("USER_CREATED", unique_user())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         response = await c.post(URL, content=body, headers=signed(body))
-        assert response.status_code == 503, response.text
-        assert response.headers["Retry-After"] == "5"
-        assert (await c.get("/readyz")).status_code == 503
+        assert response.status_code == 202, response.text
+        assert response.json()["outcome"] == "spooled"
+        ready = await c.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "degraded"
+        assert ready.json()["temporal"] == "unreachable"
+        assert ready.json()["spool"]["depth"] == 1
         assert (await c.get("/healthz")).status_code == 200
         admin = {"Authorization": "Bearer admin-token-for-tests"}
         for path in ("/onboardings", "/onboardings/stats", "/onboardings/someone"):
             answer = await c.get(path, headers=admin)
             assert answer.status_code == 503, (path, answer.text)
+            assert answer.headers["Retry-After"] == "5"
 
 
 async def test_ten_thousand_duplicates_have_one_effect(

@@ -1,0 +1,154 @@
+"""The dead-letter: signed webhooks that cannot be used are kept, never signalled, until an
+operator replays (after a fix is deployed) or discards them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import Field
+
+from onboarding.core.models import CamelModel
+from onboarding.core.webhook_triage import ForUser, NoUser, Unusable, event_from, triage
+from onboarding.service.onboardings import InvalidRequest, OnboardingError
+from onboarding.service.spool import DeadLetter
+from onboarding.service.spooling import Deliver, Spooler
+
+logger = logging.getLogger("onboarding.dead_letters")
+
+
+class DeadLetterNotFound(OnboardingError):
+    def __init__(self, id_: str) -> None:
+        super().__init__(f"no dead letter {id_!r}")
+
+
+class StillUnusable(OnboardingError):
+    """A replay judged the body again and it still cannot be used."""
+
+
+class DeadLetterSummary(CamelModel):
+    id: str
+    received_at: datetime
+    reason: str
+    event_id: str | None
+    type: str | None
+    size: int
+    replays: int
+    last_error: str | None
+
+
+class DeadLetterDetail(DeadLetterSummary):
+    body: str = Field(description="the signed body as received (UTF-8; undecodable bytes escaped)")
+
+
+class DeadLetterPage(CamelModel):
+    items: list[DeadLetterSummary]
+    next_page_token: str | None
+
+
+class ReplayResult(CamelModel):
+    id: str
+    outcome: Literal["signalled", "spooled", "onboarding_ended", "no_user"]
+    user_id: str | None = None
+    event_id: str
+
+
+def _summary(letter: DeadLetter) -> DeadLetterSummary:
+    return DeadLetterSummary(
+        id=letter.id,
+        received_at=letter.received_at,
+        reason=letter.reason,
+        event_id=letter.event_id,
+        type=letter.type,
+        size=len(letter.body),
+        replays=letter.replays,
+        last_error=letter.last_error,
+    )
+
+
+def _page_token(id_: str) -> str:
+    return base64.urlsafe_b64encode(id_.encode()).decode()
+
+
+def _after(token: str | None) -> str | None:
+    if token is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidRequest("pageToken is not one this service issued") from None
+
+
+class DeadLetters:
+    def __init__(self, spooler: Spooler, deliver: Deliver) -> None:
+        self._spooler = spooler
+        self._deliver = deliver
+
+    async def keep(self, body: bytes, unusable: Unusable) -> DeadLetter:
+        spool = await self._spooler.ready()
+        letter = await spool.add_dead_letter(
+            body, unusable.reason, unusable.event_id, unusable.type, datetime.now(UTC)
+        )
+        logger.warning(
+            "webhook %s (%s) kept as dead letter %s: %s",
+            unusable.event_id or "without id",
+            unusable.type or "no type",
+            letter.id,
+            unusable.reason,
+        )
+        return letter
+
+    async def list(self, page_size: int = 50, page_token: str | None = None) -> DeadLetterPage:
+        if not 1 <= page_size <= 500:
+            raise InvalidRequest("pageSize must be between 1 and 500")
+        spool = await self._spooler.ready()
+        letters = await spool.dead_letters(page_size + 1, _after(page_token))
+        more = len(letters) > page_size
+        letters = letters[:page_size]
+        token = _page_token(letters[-1].id) if more and letters else None
+        return DeadLetterPage(items=[_summary(letter) for letter in letters], next_page_token=token)
+
+    async def get(self, id_: str) -> DeadLetterDetail:
+        letter = await self._find(id_)
+        return DeadLetterDetail(
+            **_summary(letter).model_dump(), body=letter.body.decode("utf-8", "backslashreplace")
+        )
+
+    async def replay(self, id_: str) -> ReplayResult:
+        """Judge the body again, as a fresh delivery would be; if it can now be used, deliver
+        it and remove the dead letter. If not, keep it with the reason (``StillUnusable``)."""
+        letter = await self._find(id_)
+        verdict = triage(letter.body)
+        spool = await self._spooler.ready()
+        if isinstance(verdict, Unusable):
+            await spool.note_replay_failure(letter.id, verdict.reason)
+            raise StillUnusable(f"dead letter {letter.id} still cannot be used: {verdict.reason}")
+        if isinstance(verdict, NoUser):
+            await spool.remove_dead_letter(letter.id)
+            return ReplayResult(id=letter.id, outcome="no_user", event_id=verdict.envelope.id)
+        assert isinstance(verdict, ForUser)
+        result = await self._deliver(
+            verdict.user_id, event_from(verdict.envelope, datetime.now(UTC))
+        )
+        await spool.remove_dead_letter(letter.id)
+        outcome: Literal["signalled", "spooled", "onboarding_ended"] = (
+            "signalled" if result.outcome == "accepted" else result.outcome
+        )
+        return ReplayResult(
+            id=letter.id, outcome=outcome, user_id=verdict.user_id, event_id=verdict.envelope.id
+        )
+
+    async def discard(self, id_: str) -> None:
+        spool = await self._spooler.ready()
+        if not await spool.remove_dead_letter(id_):
+            raise DeadLetterNotFound(id_)
+
+    async def _find(self, id_: str) -> DeadLetter:
+        spool = await self._spooler.ready()
+        letter = await spool.dead_letter(id_)
+        if letter is None:
+            raise DeadLetterNotFound(id_)
+        return letter

@@ -1,0 +1,345 @@
+"""The spool in one SQLite file, for one machine (several processes may share the file).
+
+The stdlib ``sqlite3`` runs in one dedicated thread per spool, holding one connection. WAL mode
+lets readers work beside the writer; ``synchronous=FULL`` makes every commit durable before we
+acknowledge; ``busy_timeout`` makes a process wait for another's write lock instead of failing.
+Every write is a ``BEGIN IMMEDIATE`` transaction: it takes the write lock up front, so a read
+inside it can never be invalidated by another process's commit.
+
+The byte limit is exact: triggers keep the payloads' total in the one-row ``spool_meta`` table,
+in the same transaction as the insert or delete, so ``put`` reads one row instead of summing
+the table. ``seq`` is ``AUTOINCREMENT``: a removed event's seq is never reused, so a late
+``remove`` from an owner whose lease ran out cannot delete a newer event."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from onboarding.service.spool.base import (
+    DeadLetter,
+    Spool,
+    SpooledEvent,
+    SpoolFull,
+    SpoolStats,
+    SpoolUnavailable,
+)
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    spooled_at REAL NOT NULL,
+    payload BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until REAL
+);
+CREATE INDEX IF NOT EXISTS spool_events_order ON spool_events (created_at, seq);
+CREATE INDEX IF NOT EXISTS spool_events_user ON spool_events (user_id, created_at, seq);
+CREATE TABLE IF NOT EXISTS spool_meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    bytes INTEGER NOT NULL,
+    checked_at REAL
+);
+INSERT OR IGNORE INTO spool_meta (id, bytes) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS spool_events_bytes_in AFTER INSERT ON spool_events
+BEGIN UPDATE spool_meta SET bytes = bytes + NEW.size WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS spool_events_bytes_out AFTER DELETE ON spool_events
+BEGIN UPDATE spool_meta SET bytes = bytes - OLD.size WHERE id = 1; END;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY,
+    received_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    event_id TEXT,
+    type TEXT,
+    body BLOB NOT NULL,
+    replays INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS dead_letters_order ON dead_letters (received_at, id);
+"""
+
+# Claimable: no lease, or a lease that ended at or before now.
+FIRST_USER = """
+SELECT user_id FROM spool_events WHERE lease_until IS NULL OR lease_until <= :now
+ORDER BY created_at, seq LIMIT 1
+"""
+CLAIM = """
+UPDATE spool_events SET lease_owner = :owner, lease_until = :until WHERE seq IN (
+    SELECT seq FROM spool_events
+    WHERE user_id = :user_id AND (lease_until IS NULL OR lease_until <= :now)
+    ORDER BY created_at, seq LIMIT :limit
+) RETURNING seq, user_id, event_id, created_at, spooled_at, payload, attempts
+"""
+LETTERS = """
+SELECT id, received_at, reason, event_id, type, body, replays, last_error FROM dead_letters
+ORDER BY received_at, id LIMIT :limit
+"""
+# An ``after`` that was removed meanwhile has no place: the page is empty.
+LETTERS_AFTER = """
+SELECT id, received_at, reason, event_id, type, body, replays, last_error FROM dead_letters
+WHERE (received_at, id) > (SELECT received_at, id FROM dead_letters WHERE id = :after)
+ORDER BY received_at, id LIMIT :limit
+"""
+LETTER = """
+SELECT id, received_at, reason, event_id, type, body, replays, last_error FROM dead_letters
+WHERE id = :id
+"""
+
+
+class SqliteSpool(Spool):
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-sqlite")
+        try:
+            await self._in_thread(self._open)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+        executor.shutdown(wait=False)
+
+    async def put(
+        self, user_id: str, event_id: str, created_at: datetime, payload: bytes, now: datetime
+    ) -> None:
+        row = (user_id, event_id, _epoch(created_at), _epoch(now), payload, len(payload))
+
+        def put(conn: sqlite3.Connection) -> None:
+            (total,) = conn.execute("SELECT bytes FROM spool_meta WHERE id = 1").fetchone()
+            if total + len(payload) > self.max_bytes:
+                raise SpoolFull(
+                    f"the spool holds {total} bytes; {len(payload)} more would exceed "
+                    f"its limit of {self.max_bytes}"
+                )
+            conn.execute(
+                "INSERT INTO spool_events (user_id, event_id, created_at, spooled_at, payload,"
+                " size) VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+        await self._write(put)
+
+    async def claim(
+        self, owner: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[SpooledEvent]:
+        args = {"owner": owner, "now": _epoch(now), "until": _epoch(lease_until), "limit": limit}
+
+        def peek(conn: sqlite3.Connection) -> bool:
+            # A read first: an idle drainer polling an empty spool takes no write lock.
+            return conn.execute(FIRST_USER, args).fetchone() is not None
+
+        def claim(conn: sqlite3.Connection) -> list[SpooledEvent]:
+            row = conn.execute(FIRST_USER, args).fetchone()
+            if row is None:
+                return []
+            rows = conn.execute(CLAIM, {**args, "user_id": row[0]}).fetchall()
+            return sorted((_event(r) for r in rows), key=lambda e: (e.created_at, e.seq))
+
+        if limit <= 0 or not await self._call(peek):
+            return []
+        return await self._write(claim)
+
+    async def remove(self, seqs: Sequence[int]) -> None:
+        if seqs:
+            await self._write(
+                lambda conn: conn.executemany(
+                    "DELETE FROM spool_events WHERE seq = ?", [(s,) for s in seqs]
+                )
+            )
+
+    async def release(self, seqs: Sequence[int], retry_at: datetime) -> None:
+        if seqs:
+            rows = [(_epoch(retry_at), s) for s in seqs]
+            await self._write(
+                lambda conn: conn.executemany(
+                    "UPDATE spool_events SET attempts = attempts + 1, lease_owner = NULL,"
+                    " lease_until = ? WHERE seq = ?",
+                    rows,
+                )
+            )
+
+    async def stats(self) -> SpoolStats:
+        def stats(conn: sqlite3.Connection) -> SpoolStats:
+            # One statement: one snapshot.
+            depth, size, oldest, letters = conn.execute(
+                "SELECT (SELECT COUNT(*) FROM spool_events),"
+                " (SELECT COALESCE(SUM(size), 0) FROM spool_events),"
+                " (SELECT MIN(spooled_at) FROM spool_events),"
+                " (SELECT COUNT(*) FROM dead_letters)"
+            ).fetchone()
+            return SpoolStats(depth, size, _utc(oldest) if oldest is not None else None, letters)
+
+        return await self._call(stats)
+
+    async def check_writable(self) -> None:
+        checked_at = time.time()
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE spool_meta SET checked_at = ? WHERE id = 1", (checked_at,)
+            )
+        )
+
+    # --- the dead-letter -----------------------------------------------------------------
+
+    async def add_dead_letter(
+        self,
+        body: bytes,
+        reason: str,
+        event_id: str | None,
+        type_: str | None,
+        now: datetime,
+    ) -> DeadLetter:
+        letter = DeadLetter(uuid.uuid4().hex, now, reason, event_id, type_, body, 0, None)
+        row = (letter.id, _epoch(now), reason, event_id, type_, body)
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO dead_letters (id, received_at, reason, event_id, type, body)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        )
+        return letter
+
+    async def dead_letters(self, limit: int, after: str | None = None) -> list[DeadLetter]:
+        query = LETTERS if after is None else LETTERS_AFTER
+        args = {"limit": limit, "after": after}
+        rows = await self._call(lambda conn: conn.execute(query, args).fetchall())
+        return [_letter(r) for r in rows]
+
+    async def dead_letter(self, id_: str) -> DeadLetter | None:
+        row = await self._call(lambda conn: conn.execute(LETTER, {"id": id_}).fetchone())
+        return _letter(row) if row is not None else None
+
+    async def remove_dead_letter(self, id_: str) -> bool:
+        count = await self._write(
+            lambda conn: conn.execute("DELETE FROM dead_letters WHERE id = ?", (id_,)).rowcount
+        )
+        return bool(count)
+
+    async def note_replay_failure(self, id_: str, error: str) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE dead_letters SET replays = replays + 1, last_error = ? WHERE id = ?",
+                (error, id_),
+            )
+        )
+
+    # --- the thread ------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit (isolation_level=None): we say BEGIN IMMEDIATE ourselves.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            # busy_timeout first: switching to WAL and creating the schema may wait for
+            # another process doing the same.
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(SCHEMA):
+                    conn.execute(statement)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def transaction(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self._call(transaction)
+
+    async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._in_thread(lambda: work(self._connection()))
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise SpoolUnavailable(f"the SQLite spool at {self.path} is not open")
+        return self._conn
+
+    async def _in_thread(self, work: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise SpoolUnavailable(f"the SQLite spool at {self.path} is not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        except (sqlite3.Error, OSError) as err:
+            raise SpoolUnavailable(f"the SQLite spool at {self.path} failed: {err}") from err
+
+
+def _statements(script: str) -> list[str]:
+    """Split the schema on statement ends, keeping each trigger's body whole."""
+    statements: list[str] = []
+    current = ""
+    for line in script.strip().splitlines():
+        current += line + "\n"
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements
+
+
+def _epoch(moment: datetime) -> float:
+    if moment.utcoffset() is None:
+        raise ValueError("the spool takes aware datetimes only")
+    return moment.timestamp()
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _event(row: Any) -> SpooledEvent:
+    seq, user_id, event_id, created_at, spooled_at, payload, attempts = row
+    return SpooledEvent(
+        seq, user_id, event_id, _utc(created_at), _utc(spooled_at), bytes(payload), attempts
+    )
+
+
+def _letter(row: Any) -> DeadLetter:
+    id_, received_at, reason, event_id, type_, body, replays, last_error = row
+    return DeadLetter(
+        id_, _utc(received_at), reason, event_id, type_, bytes(body), replays, last_error
+    )

@@ -1,0 +1,92 @@
+"""The SQLite spool beyond the contract: its pragmas, and several processes on one file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+import time
+from asyncio.subprocess import PIPE
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from onboarding.service.spool import SpoolUnavailable, SqliteSpool
+
+from .conftest import PLENTY, T0, at
+
+# One writer process: puts ``count`` events for ``user`` with rising created_at.
+WRITER = """
+import asyncio, sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from onboarding.service.spool import SqliteSpool
+
+async def main(path: str, user: str, count: int) -> None:
+    spool = SqliteSpool(Path(path), 10**9)
+    await spool.open()
+    base = datetime(2025, 6, 1, tzinfo=UTC)
+    for i in range(count):
+        await spool.put(user, f"{user}-{i}", base + timedelta(seconds=i), b"x" * 32, base)
+    await spool.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+async def test_two_processes_write_while_this_one_claims(tmp_path: Path) -> None:
+    path, per_writer = tmp_path / "shared.sqlite3", 150
+    spool = SqliteSpool(path, PLENTY)
+    await spool.open()
+    writers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WRITER, str(path), user, str(per_writer), stdout=PIPE, stderr=PIPE
+        )
+        for user in ("writer-a", "writer-b")
+    ]
+    received: dict[str, list[str]] = defaultdict(list)
+    seqs: list[int] = []
+    deadline = time.monotonic() + 20
+    try:
+        while len(seqs) < 2 * per_writer:
+            assert time.monotonic() < deadline, f"received {len(seqs)} events by the deadline"
+            events = await spool.claim("drainer", T0, at(3600), limit=20)
+            if not events:
+                await asyncio.sleep(0.01)  # polling for the writers' next commits
+                continue
+            for event in events:
+                received[event.user_id].append(event.event_id)
+            seqs.extend(e.seq for e in events)
+            await spool.remove([e.seq for e in events])
+        outputs = [await writer.communicate() for writer in writers]
+    finally:
+        for writer in writers:
+            if writer.returncode is None:
+                writer.kill()
+                await writer.wait()
+        await spool.close()
+
+    assert [w.returncode for w in writers] == [0, 0], outputs
+    assert len(set(seqs)) == len(seqs)
+    for user in ("writer-a", "writer-b"):  # each user's events came out in their order
+        assert received[user] == [f"{user}-{i}" for i in range(per_writer)]
+
+
+async def test_the_file_is_in_wal_mode_in_a_new_directory(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "spool.sqlite3"
+    spool = SqliteSpool(path, PLENTY)
+    await spool.open()
+    await spool.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+
+
+async def test_storage_that_cannot_be_opened_is_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    spool = SqliteSpool(tmp_path / "a-file" / "spool.sqlite3", PLENTY)
+    with pytest.raises(SpoolUnavailable, match="a-file"):
+        await spool.open()
+    with pytest.raises(SpoolUnavailable, match="not open"):
+        await spool.check_writable()
