@@ -108,9 +108,18 @@ class DevService:
         return json.loads((self.data_dir / "secrets.json").read_text())  # type: ignore[no-any-return]
 
     def status_command(self, user: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        env = {**self.env, "TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}"}
+        return self.command("status", user, *extra)
+
+    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """An ``onboarding`` command from another shell, told where the service is as the
+        banner says."""
+        env = {
+            **self.env,
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}",
+            "ONBOARDING_DATA_DIR": str(self.data_dir),
+        }
         return subprocess.run(
-            [str(ONBOARDING), "status", user, *extra],
+            [str(ONBOARDING), *args],
             env=env,
             capture_output=True,
             text=True,
@@ -216,3 +225,68 @@ def test_a_taken_port_is_a_clear_error(service: DevService) -> None:
     assert f"port {service.temporal_port}" in result.stderr
     assert "--temporal-port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_operators_work_the_dead_letter_and_read_the_service_from_the_cli(
+    service: DevService,
+) -> None:
+    service.start()
+    secret = service.secrets["webhookSecret"]
+    user = unique_user()
+    broken = json.dumps({"id": "evt-broken", "type": "ACCOUNT_CREATED", "data": {"userId": user}})
+    response = httpx.post(
+        f"{service.base}/webhooks/smile",
+        content=broken,
+        headers={"Smile-Signature": sign(broken.encode(), secret)},
+    )
+    assert response.json()["outcome"] == "dead_lettered", response.text
+    dead = response.json()["deadLetterId"]
+
+    health = service.command("status")
+    assert health.returncode == 0, health.stderr
+    assert "Service    ready" in health.stdout and "1 dead letter(s)" in health.stdout
+    assert json.loads(service.command("status", "--json").stdout)["spool"]["deadLetters"] == 1
+
+    listed = json.loads(service.command("dead-letters", "list", "--json").stdout)
+    assert [item["id"] for item in listed["items"]] == [dead]
+    shown = service.command("dead-letters", "show", dead)
+    assert "createdAt: Field required" in shown.stdout and "evt-broken" in shown.stdout
+    replay = service.command("dead-letters", "replay", dead)
+    assert replay.returncode == 1 and "still cannot be used" in replay.stderr
+    assert "Traceback" not in replay.stderr
+
+    # A release with the fix would accept it: the same webhook, now whole, kept by an older one.
+    fixed = webhook_body("ACCOUNT_CREATED", user)
+    add = """
+import asyncio, sys
+from datetime import UTC, datetime
+from onboarding.service.spool import open_spool
+
+async def main() -> None:
+    spool = open_spool(sys.argv[1], 1 << 20)
+    await spool.open()
+    letter = await spool.add_dead_letter(
+        sys.stdin.buffer.read(), "refused by an older release", None, None, datetime.now(UTC)
+    )
+    print(letter.id)
+    await spool.close()
+
+asyncio.run(main())
+"""
+    kept = subprocess.run(
+        [sys.executable, "-c", add, str(service.data_dir / "spool.sqlite3")],
+        input=fixed, capture_output=True, check=False,
+    )  # fmt: skip
+    assert kept.returncode == 0, kept.stderr.decode()
+    fixed_id = kept.stdout.decode().strip()
+    replayed = service.command("dead-letters", "replay", fixed_id, "--json")
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads(replayed.stdout)["outcome"] == "signalled"
+    assert service.command("status", user, "--json").returncode == 0
+
+    discarded = service.command("dead-letters", "discard", dead)
+    assert discarded.returncode == 0, discarded.stderr
+    assert service.command("dead-letters", "list").stdout.strip() == "no dead letters"
+    missing = service.command("dead-letters", "show", dead)
+    assert missing.returncode == 1 and "no dead letter" in missing.stderr
+    assert service.stop(signal.SIGTERM) == 0

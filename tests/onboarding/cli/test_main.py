@@ -7,6 +7,7 @@ import pytest
 from onboarding.cli.main import build_parser, run
 
 COMMANDS = ("dev", "worker", "api", "status", "list", "stats", "timeouts", "start", "link-token",
+            "dead-letters",
             "reconcile", "simulate", "cancel")  # fmt: skip
 
 
