@@ -23,6 +23,7 @@ from onboarding.service.drainer import Drainer
 from onboarding.service.onboardings import (
     BadPageToken,
     CallbacksNotConfigured,
+    EventRefused,
     InvalidChange,
     InvalidRequest,
     OnboardingEnded,
@@ -46,6 +47,7 @@ _STATUS_FOR: dict[type[OnboardingError], int] = {
     InvalidRequest: 400,
     BadPageToken: 400,
     TemporalUnavailable: 503,
+    EventRefused: 422,
     DeadLetterNotFound: 404,
     StillUnusable: 422,
     SmileCallFailed: 502,
@@ -84,6 +86,7 @@ def create_app(
             spooler,
             app.state.onboardings,
             gate,
+            app.state.dead_letters,
             lease=settings.spool_lease,
             timeout=settings.ingest_timeout.total_seconds(),
             concurrency=settings.drain_concurrency,
@@ -124,12 +127,10 @@ def create_app(
 
     @app.exception_handler(SpoolError)
     async def _spool_error(request: Request, exc: SpoolError) -> JSONResponse:
-        logger.error("the spool cannot take an event while Temporal cannot either: %s", exc)
+        state = "full" if isinstance(exc, SpoolFull) else "unavailable"
+        logger.error("the spool is %s on %s: %s", state, request.url.path, exc)
         return problems.problem_response(
-            503,
-            "Temporal is unreachable and the spool cannot take the event "
-            f"({'full' if isinstance(exc, SpoolFull) else 'unavailable'}); try again shortly",
-            headers={"Retry-After": "5"},
+            503, f"the spool is {state}; try again shortly", headers={"Retry-After": "5"}
         )
 
     @app.exception_handler(Exception)

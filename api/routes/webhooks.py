@@ -11,11 +11,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.client_ip import allowed, client_ip
-from api.deps import DeadLettersDep, IngestDep, SettingsDep
+from api.deps import IngestDep, SettingsDep
 from api.problems import Problem, ProblemError
 from onboarding.core.models import CamelModel
 from onboarding.core.signatures import SIGNATURE_HEADER, verify
 from onboarding.core.webhook_triage import NoUser, Unusable, event_from, triage
+from onboarding.service.dead_letters import DeadLetters
+from onboarding.service.onboardings import EventRefused
 
 logger = logging.getLogger("onboarding.webhooks")
 router = APIRouter(tags=["webhooks"])
@@ -43,6 +45,20 @@ def _ack(ack: WebhookAck, status: int = 202) -> JSONResponse:
     return JSONResponse(ack.model_dump(by_alias=True), status_code=status)
 
 
+async def _dead_letter(request: Request, body: bytes, unusable: Unusable) -> JSONResponse:
+    dead_letters: DeadLetters = request.app.state.dead_letters  # not a dependency: rarely used
+    letter = await dead_letters.keep(body, unusable)
+    return _ack(
+        WebhookAck(
+            outcome="dead_lettered",
+            event_id=unusable.event_id,
+            type=unusable.type,
+            dead_letter_id=letter.id,
+            detail=f"signed but cannot be used, kept for an operator: {unusable.reason}",
+        )
+    )
+
+
 @router.post(
     "/webhooks/smile",
     status_code=202,
@@ -59,7 +75,7 @@ def _ack(ack: WebhookAck, status: int = 202) -> JSONResponse:
     },
 )
 async def receive_smile_webhook(
-    request: Request, settings: SettingsDep, ingest: IngestDep, dead_letters: DeadLettersDep
+    request: Request, settings: SettingsDep, ingest: IngestDep
 ) -> JSONResponse:
     """Receive one Smile webhook. Answers 2xx only once the event is durable: signalled to its
     onboarding in Temporal, or kept in the spool while Temporal cannot take it, or (signed but
@@ -76,16 +92,7 @@ async def receive_smile_webhook(
         raise ProblemError(401, f"missing or invalid {SIGNATURE_HEADER} header")
     verdict = triage(body)
     if isinstance(verdict, Unusable):
-        letter = await dead_letters.keep(body, verdict)
-        return _ack(
-            WebhookAck(
-                outcome="dead_lettered",
-                event_id=verdict.event_id,
-                type=verdict.type,
-                dead_letter_id=letter.id,
-                detail=f"signed but cannot be used, kept for an operator: {verdict.reason}",
-            )
-        )
+        return await _dead_letter(request, body, verdict)
     envelope = verdict.envelope
     if isinstance(verdict, NoUser):
         logger.info(
@@ -99,7 +106,10 @@ async def receive_smile_webhook(
                 detail="event carries no userId: accepted and logged, matched no onboarding",
             )
         )
-    result = await ingest(verdict.user_id, event_from(envelope, datetime.now(UTC)))
+    try:
+        result = await ingest(verdict.user_id, event_from(envelope, datetime.now(UTC)))
+    except EventRefused as err:
+        return await _dead_letter(request, body, Unusable(str(err), envelope.id, envelope.type))
     outcome: Literal["signalled", "spooled", "onboarding_ended"] = (
         "signalled" if result.outcome == "accepted" else result.outcome
     )

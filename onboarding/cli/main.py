@@ -121,14 +121,21 @@ def cmd_api(args: argparse.Namespace) -> None:
 # --- operating it ------------------------------------------------------------------------
 
 
-def _operate(args: argparse.Namespace, action: Callable[[Onboardings], Awaitable[Any]]) -> Any:
+def _operate(
+    args: argparse.Namespace,
+    action: Callable[[Onboardings], Awaitable[Any]],
+    *,
+    lazy: bool = False,
+) -> Any:
+    """Run ``action`` against Temporal. ``lazy``: connect on first use, for commands that may
+    not need Temporal at all or must work while it is away."""
     from onboarding.service.temporal import connect
 
     settings = _settings()
 
     async def run() -> Any:
         try:
-            client = await connect(args.temporal_address)
+            client = await connect(args.temporal_address, lazy=lazy)
         except RuntimeError as err:
             raise CliError(f"cannot reach Temporal: {err}") from None
         return await action(Onboardings(client, settings))
@@ -145,10 +152,8 @@ def _operate_spool(
     from onboarding.service.spooling import Spooler
 
     settings = _settings()
-    try:
-        spool = open_spool(settings.spool_location, settings.spool_max_bytes)
-    except ValueError as err:
-        raise CliError(f"ONBOARDING_SPOOL_URL: {err}") from None
+    # Never create one: a spool made here, away from the service's, would report empty.
+    spool = open_spool(settings.spool_location, settings.spool_max_bytes, create=False)
 
     async def with_spool(onboardings: Onboardings) -> Any:
         spooler = Spooler(spool)
@@ -159,7 +164,7 @@ def _operate_spool(
         finally:
             await spooler.close()
 
-    return _operate(args, with_spool)
+    return _operate(args, with_spool, lazy=True)
 
 
 def _dead_letters(onboardings: Onboardings, spooler: Spooler) -> DeadLetters:

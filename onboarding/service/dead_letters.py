@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -69,17 +70,34 @@ def _summary(letter: DeadLetter) -> DeadLetterSummary:
     )
 
 
-def _page_token(id_: str) -> str:
-    return base64.urlsafe_b64encode(id_.encode()).decode()
+_TOKEN = re.compile(r"^(\S{1,40}) ([0-9a-f]{32})$")
 
 
-def _after(token: str | None) -> str | None:
+def _page_token(letter: DeadLetter) -> str:
+    """Where the next page starts: after this letter's ``(received_at, id)``, which stays a
+    valid place to continue from even if the letter is discarded meanwhile."""
+    text = f"{letter.received_at.isoformat()} {letter.id}"
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def _after(token: str | None) -> tuple[datetime, str] | None:
     if token is None:
         return None
+    invalid = InvalidRequest("pageToken is not one this service issued")
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidRequest("pageToken is not one this service issued") from None
+        text = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise invalid from None
+    match = _TOKEN.fullmatch(text)
+    if match is None or base64.urlsafe_b64encode(text.encode()).decode() != token:
+        raise invalid
+    try:
+        received_at = datetime.fromisoformat(match.group(1))
+    except ValueError:
+        raise invalid from None
+    if received_at.tzinfo is None:
+        raise invalid
+    return received_at, match.group(2)
 
 
 class DeadLetters:
@@ -108,7 +126,7 @@ class DeadLetters:
         letters = await spool.dead_letters(page_size + 1, _after(page_token))
         more = len(letters) > page_size
         letters = letters[:page_size]
-        token = _page_token(letters[-1].id) if more and letters else None
+        token = _page_token(letters[-1]) if more and letters else None
         return DeadLetterPage(items=[_summary(letter) for letter in letters], next_page_token=token)
 
     async def get(self, id_: str) -> DeadLetterDetail:
@@ -129,7 +147,10 @@ class DeadLetters:
         if isinstance(verdict, NoUser):
             await spool.remove_dead_letter(letter.id)
             return ReplayResult(id=letter.id, outcome="no_user", event_id=verdict.envelope.id)
-        assert isinstance(verdict, ForUser)
+        return await self._deliver_again(letter, verdict)
+
+    async def _deliver_again(self, letter: DeadLetter, verdict: ForUser) -> ReplayResult:
+        spool = await self._spooler.ready()
         result = await self._deliver(
             verdict.user_id, event_from(verdict.envelope, datetime.now(UTC))
         )

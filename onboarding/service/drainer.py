@@ -21,13 +21,16 @@ from datetime import UTC, datetime, timedelta
 
 from onboarding.core.backoff import retry_delay
 from onboarding.core.models import Event
-from onboarding.service.onboardings import Onboardings
+from onboarding.core.webhook_triage import Unusable
+from onboarding.service.dead_letters import DeadLetters
+from onboarding.service.onboardings import EventRefused, Onboardings
 from onboarding.service.spool import SpooledEvent, SpoolError
 from onboarding.service.spooling import Spooler, TemporalGate, is_unavailability
 
 logger = logging.getLogger("onboarding.spool")
 
 BATCH = 100
+CHUNK_BYTES = 512 * 1024
 IDLE_POLL = 1.0  # seconds: other replicas' events are seen this often (ours wake us at once)
 RETRY_BASE = 1.0
 RETRY_CAP = 60.0
@@ -38,6 +41,7 @@ JITTER = 0.2
 class DrainCounts:
     delivered: int = 0
     ended: int = 0  # events for onboardings that had already ended: dropped, as on the live path
+    refused: int = 0  # refused by Temporal itself: moved to the dead-letter
     failed_attempts: int = 0
 
 
@@ -51,6 +55,7 @@ class Drainer:
         spooler: Spooler,
         onboardings: Onboardings,
         gate: TemporalGate,
+        dead_letters: DeadLetters,
         *,
         lease: timedelta,
         timeout: float,
@@ -60,6 +65,7 @@ class Drainer:
         self._spooler = spooler
         self._onboardings = onboardings
         self._gate = gate
+        self._dead_letters = dead_letters
         self._lease = lease
         self._timeout = timeout
         self._concurrency = concurrency
@@ -67,6 +73,7 @@ class Drainer:
         self.owner = owner_name()
         self.counts = DrainCounts()
         self._failures = 0  # in a row, across loops: the delay before the next try grows
+        self._spool_down = False
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -77,8 +84,13 @@ class Drainer:
         while True:
             try:
                 busy = await self._drain_one()
+                if self._spool_down:
+                    logger.info("the spool answers again")
+                    self._spool_down = False
             except SpoolError as err:
-                logger.warning("the spool cannot be read: %s", err)
+                if not self._spool_down:  # once per outage, not once a second per loop
+                    logger.warning("the spool cannot be read: %s", err)
+                    self._spool_down = True
                 busy = False
             except Exception:  # never let one bad turn stop the drain
                 logger.exception("draining the spool failed; trying again")
@@ -101,57 +113,101 @@ class Drainer:
         batch = await spool.claim(self.owner, now, now + self._lease, BATCH)
         if not batch:
             return False
-        seqs = [item.seq for item in batch]
-        if not self._gate.admit():  # another caller became the probe meanwhile
-            await spool.release(seqs, datetime.now(UTC))
-            return False
+        self._gate.admit()  # this delivery is the probe if the breaker is half-open
+        chunks = _chunks(batch)
+        for n, chunk in enumerate(chunks):
+            if not await self._deliver(chunk):
+                # The rest waits with the failed chunk, so the user's order holds.
+                await self._retry_later([item for c in chunks[n:] for item in c])
+                return True
+        return True
+
+    async def _deliver(self, chunk: list[SpooledEvent]) -> bool:
+        spool = await self._spooler.ready()
         try:
             async with asyncio.timeout(self._timeout):
                 result = await self._onboardings.ingest(
-                    batch[0].user_id,
-                    _events(batch),
+                    chunk[0].user_id,
+                    _events(chunk),
                     rpc_timeout=timedelta(seconds=self._timeout),
                 )
-        except Exception as err:  # kept in the spool; tried again later
-            await self._failed(batch, err)
+        except EventRefused as err:
+            self._gate.succeeded()  # Temporal answered
+            if len(chunk) > 1:  # find the one it refuses; deliver the others
+                for single in chunk:
+                    if not await self._deliver([single]):
+                        return False
+                return True
+            await self._dead_letters.keep(
+                chunk[0].payload, Unusable(str(err), chunk[0].event_id, _type_of(chunk[0]))
+            )
+            await spool.remove([chunk[0].seq])
+            self.counts.refused += 1
             return True
+        except Exception as err:  # kept in the spool; tried again later
+            await self._failed(chunk, err)
+            return False
         self._gate.succeeded()
         self._failures = 0
-        await spool.remove(seqs)
+        await spool.remove([item.seq for item in chunk])
         if result.outcome == "onboarding_ended":
-            self.counts.ended += len(batch)
+            self.counts.ended += len(chunk)
             logger.info(
                 "%d spooled event(s) for user %s dropped: the onboarding had ended",
-                len(batch),
-                batch[0].user_id,
+                len(chunk),
+                chunk[0].user_id,
             )
         else:
-            self.counts.delivered += len(batch)
+            self.counts.delivered += len(chunk)
         return True
 
-    async def _failed(self, batch: list[SpooledEvent], err: Exception) -> None:
+    async def _failed(self, chunk: list[SpooledEvent], err: Exception) -> None:
         if is_unavailability(err):
             self._gate.failed()
         else:
             logger.error(
                 "delivering %d spooled event(s) for user %s failed: %s",
-                len(batch),
-                batch[0].user_id,
+                len(chunk),
+                chunk[0].user_id,
                 type(err).__name__,
             )
         self.counts.failed_attempts += 1
         self._failures += 1
-        attempts = max(item.attempts for item in batch)
+
+    async def _retry_later(self, items: list[SpooledEvent]) -> None:
+        attempts = max(item.attempts for item in items)
         delay = retry_delay(
             attempts, base=RETRY_BASE, cap=RETRY_CAP, jitter=JITTER * self._random()
         )
         spool = await self._spooler.ready()
         await spool.release(
-            [item.seq for item in batch], datetime.now(UTC) + timedelta(seconds=delay)
+            [item.seq for item in items], datetime.now(UTC) + timedelta(seconds=delay)
         )
         # This loop waits too, so a dead Temporal is not asked in a tight loop.
         pause = retry_delay(self._failures - 1, base=RETRY_BASE / 4, cap=RETRY_CAP / 4, jitter=0.0)
         await asyncio.sleep(pause)
+
+
+def _chunks(batch: list[SpooledEvent]) -> list[list[SpooledEvent]]:
+    """Consecutive runs of at most ``CHUNK_BYTES`` of payload (one event at least), so a
+    signal stays far below Temporal's size limits."""
+    chunks: list[list[SpooledEvent]] = []
+    size = 0
+    for item in batch:
+        if chunks and size + len(item.payload) <= CHUNK_BYTES:
+            chunks[-1].append(item)
+            size += len(item.payload)
+        else:
+            chunks.append([item])
+            size = len(item.payload)
+    return chunks
+
+
+def _type_of(item: SpooledEvent) -> str | None:
+    try:
+        return Event.model_validate_json(item.payload).type
+    except ValueError:
+        return None
 
 
 def _events(batch: list[SpooledEvent]) -> list[Event]:

@@ -108,6 +108,11 @@ class CallbacksNotConfigured(OnboardingError):
         super().__init__("ONBOARDING_CALLBACK_SECRET is not set: callback tokens cannot be issued")
 
 
+class EventRefused(OnboardingError):
+    """Temporal refused the signal itself (not its availability): sending it again would fail
+    again, so it is kept in the dead-letter."""
+
+
 class TemporalUnavailable(OnboardingError):
     def __init__(self, cause: BaseException) -> None:
         super().__init__("Temporal is unreachable; try again shortly")
@@ -251,6 +256,10 @@ class Onboardings:
                 )
         except WorkflowAlreadyStartedError:
             return IngestResult("onboarding_ended", workflow_id)
+        except RPCError as err:
+            if err.status is RPCStatusCode.INVALID_ARGUMENT:  # e.g. over Temporal's size limit
+                raise EventRefused(f"Temporal refused the event: {err.message}") from err
+            raise
         return IngestResult("accepted", workflow_id)
 
     async def start(

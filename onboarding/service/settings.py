@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from onboarding.core.datapoints import normalise_required_data
 from onboarding.core.durations import parse_duration
 from onboarding.core.models import OnboardingOptions, Stage, Timeouts, stage_with_stall_timeout
+from onboarding.service.spool import open_spool
 
 DEFAULT_STALL_TIMEOUTS: dict[Stage, timedelta] = {
     Stage.CREATED: timedelta(hours=24),
@@ -234,6 +235,14 @@ class Settings(BaseSettings):
         if parsed.total_seconds() <= 0:
             raise ValueError("must be a positive duration")
         return parsed
+
+    @field_validator("spool_url", mode="after")
+    @classmethod
+    def _check_spool_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            # No I/O: only the URL is read; a ValueError says what is wrong without the password.
+            open_spool(value.get_secret_value(), 1024)
+        return value
 
     @property
     def spool_location(self) -> str:

@@ -37,19 +37,22 @@ __all__ = [
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 
 
-def open_spool(url: str, max_bytes: int) -> Spool:
+def open_spool(url: str, max_bytes: int, *, create: bool = True) -> Spool:
     """The spool ``url`` names, not yet opened (await ``.open()``):
 
     - ``postgresql://…`` or ``postgres://…``: PostgreSQL, shared by several API replicas;
     - ``sqlite:///abs/path.sqlite3``, ``sqlite:relative/path`` or a plain path: one SQLite
       file (its parent directories are created by ``open``).
 
+    ``create=False`` (for operator tools) makes a SQLite spool's ``open`` fail instead of
+    creating the file (see :class:`SqliteSpool`); PostgreSQL ignores it.
+
     Anything else is a :class:`ValueError` whose message never shows the URL's credentials."""
     match = _SCHEME.match(url)
     if match is None:
         if not url.strip():
             raise ValueError("the spool URL is empty")
-        return SqliteSpool(Path(url), max_bytes)
+        return SqliteSpool(Path(url), max_bytes, create=create)
     scheme = match.group(1).lower()
     if scheme in ("postgresql", "postgres"):
         return PostgresSpool(url, max_bytes)
@@ -66,7 +69,7 @@ def open_spool(url: str, max_bytes: int) -> Spool:
         path = unquote(rest.split("?", 1)[0])
         if path in ("", "/"):
             raise ValueError(f"the SQLite spool URL {redact_url(url)} names no file")
-        return SqliteSpool(Path(path), max_bytes)
+        return SqliteSpool(Path(path), max_bytes, create=create)
     raise ValueError(
         f"unsupported spool URL scheme {scheme!r} in {redact_url(url)}: use postgresql://…, "
         "sqlite:///absolute/path, sqlite:relative/path or a file path"

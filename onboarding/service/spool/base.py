@@ -60,7 +60,9 @@ class DeadLetter:
 
 class Spool(abc.ABC):
     """One spool backend. ``open`` creates the schema if needed (idempotent; several processes
-    may open one spool at once); ``close`` releases connections."""
+    may open one spool at once); ``close`` releases connections. An ``open`` that failed (or was
+    cancelled) leaves the spool closed: ``open`` may be called again later, and ``close`` does
+    nothing."""
 
     max_bytes: int
 
@@ -82,11 +84,17 @@ class Spool(abc.ABC):
     async def claim(
         self, owner: str, now: datetime, lease_until: datetime, limit: int
     ) -> list[SpooledEvent]:
-        """Lease the waiting events of one user to ``owner`` until ``lease_until`` and return
-        them in ``(created_at, seq)`` order, at most ``limit``. The user is the one whose oldest
-        claimable event has the earliest ``created_at``. An event is claimable when it has no
-        lease or its lease ended at or before ``now``. Two owners never hold one event at
-        once. Empty when nothing is claimable."""
+        """Lease the oldest waiting events of one user to ``owner`` until ``lease_until`` and
+        return them in ``(created_at, seq)`` order, at most ``limit``. Empty when no user is
+        claimable.
+
+        A user is claimable when none of their events holds a live lease (``lease_until >
+        now``): while one owner holds a batch of a user, or a released batch waits for its
+        ``retry_at``, no event of that user is claimed, not even one that arrived meanwhile.
+        So one user's events are delivered by one owner at a time, in order, and a newer event
+        never overtakes an older one. Of the claimable users, the one whose oldest event has
+        the earliest ``(created_at, seq)`` is chosen. Two owners never hold events of one user
+        at once (unless a lease ran out while its owner was still at work)."""
 
     @abc.abstractmethod
     async def remove(self, seqs: Sequence[int]) -> None:
@@ -95,7 +103,7 @@ class Spool(abc.ABC):
     @abc.abstractmethod
     async def release(self, seqs: Sequence[int], retry_at: datetime) -> None:
         """A delivery failed: count an attempt and keep the events unclaimable until
-        ``retry_at``."""
+        ``retry_at`` (and with them every other event of their user: see :meth:`claim`)."""
 
     @abc.abstractmethod
     async def stats(self) -> SpoolStats: ...
@@ -120,10 +128,12 @@ class Spool(abc.ABC):
         :class:`SpoolUnavailable` when the storage fails."""
 
     @abc.abstractmethod
-    async def dead_letters(self, limit: int, after: str | None = None) -> list[DeadLetter]:
-        """Oldest first by ``(received_at, id)``; ``after`` is the id of the last one of the
-        previous page. An ``after`` that was removed meanwhile has no place left: its page is
-        empty."""
+    async def dead_letters(
+        self, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[DeadLetter]:
+        """At most ``limit``, oldest first by ``(received_at, id)``, starting after ``after``:
+        the ``(received_at, id)`` of the last one of the previous page. The cursor is a place,
+        not a letter: a page continues correctly even if that letter was removed meanwhile."""
 
     @abc.abstractmethod
     async def dead_letter(self, id_: str) -> DeadLetter | None: ...

@@ -1,14 +1,19 @@
 """The spool in PostgreSQL, for several API replicas sharing one database.
 
 ``psycopg`` 3 (async) through a small ``psycopg_pool`` pool; every statement commits on its own
-(autocommit) unless it needs a transaction. Connection and operational failures become
-:class:`SpoolUnavailable`, whose message names the database without its password.
+(autocommit) unless it needs a transaction. Every psycopg failure (connection, pool time-out,
+missing table or right, …) becomes :class:`SpoolUnavailable`, whose message names the database
+without its password and quotes no data (PostgreSQL's DETAIL lines, which may quote a row, are
+left out).
 
-Claiming is one statement: the oldest claimable row is locked ``FOR UPDATE SKIP LOCKED`` to
-choose the user, then that user's claimable rows are locked the same way and leased. A row
-another claimer holds is skipped, and one whose lease another claimer has just committed is
-re-checked by PostgreSQL (READ COMMITTED re-evaluates the condition on the newest version), so
-two owners never hold one event.
+Claiming is one READ COMMITTED transaction of two statements. The first chooses the user (the
+first whose events hold no live lease) and takes a transaction-scoped advisory lock on it with
+``pg_try_advisory_xact_lock`` (evaluated on that one row only); a user another claimer has
+locked is passed over for the next. The second statement, with a snapshot taken after the lock
+was granted, leases that user's events, checking again that none holds a live lease. The lock
+is held until commit, so a claimer that gets it after another claimed the user sees that
+claim's leases and takes nothing; then it tries the next user. Hence one user's events are held
+by one owner at a time and come out in order.
 
 The byte limit uses ``SUM(size)`` at most a second old: each instance sums the table when its
 figure is older than that and adds its own puts and removes in between. An exact counter would
@@ -44,12 +49,10 @@ from onboarding.service.spool.base import (
 POOL_MIN, POOL_MAX = 1, 4
 BYTES_MAX_AGE = 1.0  # seconds a summed byte total may be used for
 SCHEMA_LOCK = 0x5F5E_5E01  # pg_advisory_xact_lock key: one schema creation at a time
-
-UNAVAILABLE = (
-    psycopg.OperationalError,  # connection lost or refused, pool time-out, disk full, shutdown
-    psycopg.InterfaceError,
-    psycopg.errors.ReadOnlySqlTransaction,  # a standby, or a read-only database
-)
+# Claim locks are pg_try_advisory_xact_lock(CLAIM_LOCKS, hashtext(user_id)): the two-key form,
+# a lock space apart from SCHEMA_LOCK's (and from most other users of advisory locks).
+CLAIM_LOCKS = 0x5370_6F6F
+CLAIM_TRIES = 16  # users tried per claim before giving up until the next one
 
 TABLES_EXIST = """
 SELECT to_regclass('spool_events') IS NOT NULL AND to_regclass('spool_meta') IS NOT NULL
@@ -91,17 +94,30 @@ PUT = """
 INSERT INTO spool_events (user_id, event_id, created_at, spooled_at, payload, size)
 VALUES (%s, %s, %s, %s, %s, %s)
 """
-CLAIM = """
-WITH first AS (
-    SELECT user_id FROM spool_events
-    WHERE lease_until IS NULL OR lease_until <= %(now)s
-    ORDER BY created_at, seq LIMIT 1
-    FOR UPDATE SKIP LOCKED
-), picked AS (
-    SELECT seq FROM spool_events
-    WHERE user_id = (SELECT user_id FROM first)
-      AND (lease_until IS NULL OR lease_until <= %(now)s)
-    ORDER BY created_at, seq LIMIT %(limit)s
+# The first claimable user not in %(passed)s, and whether this transaction got its lock. The
+# LIMIT keeps the subquery apart, so the lock is tried on the one row it returns, not on every
+# row the planner happens to filter.
+CLAIM_USER = """
+SELECT first.user_id, pg_try_advisory_xact_lock(%(locks)s, hashtext(first.user_id))
+FROM (
+    SELECT e.user_id FROM spool_events e
+    WHERE (e.lease_until IS NULL OR e.lease_until <= %(now)s)
+      AND NOT EXISTS (
+          SELECT 1 FROM spool_events l WHERE l.user_id = e.user_id AND l.lease_until > %(now)s
+      )
+      AND e.user_id <> ALL(%(passed)s)
+    ORDER BY e.created_at, e.seq LIMIT 1
+) AS first
+"""
+# Run once the user's lock is held: a new snapshot, which sees every lease committed before.
+CLAIM_EVENTS = """
+WITH picked AS (
+    SELECT e.seq FROM spool_events e
+    WHERE e.user_id = %(user_id)s AND (e.lease_until IS NULL OR e.lease_until <= %(now)s)
+      AND NOT EXISTS (
+          SELECT 1 FROM spool_events l WHERE l.user_id = e.user_id AND l.lease_until > %(now)s
+      )
+    ORDER BY e.created_at, e.seq LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
 UPDATE spool_events AS e SET lease_owner = %(owner)s, lease_until = %(until)s
@@ -116,10 +132,10 @@ LETTERS = """
 SELECT id, received_at, reason, event_id, type, body, replays, last_error FROM dead_letters
 ORDER BY received_at, id LIMIT %(limit)s
 """
-# An ``after`` that was removed meanwhile has no place: the page is empty.
+# A place, not a letter: the page continues even if the letter at ``after`` is gone.
 LETTERS_AFTER = """
 SELECT id, received_at, reason, event_id, type, body, replays, last_error FROM dead_letters
-WHERE (received_at, id) > (SELECT received_at, id FROM dead_letters WHERE id = %(after)s)
+WHERE (received_at, id) > (%(at)s, %(id)s)
 ORDER BY received_at, id LIMIT %(limit)s
 """
 LETTER = """
@@ -176,34 +192,39 @@ class PostgresSpool(Spool):
         self._bytes_at = 0.0
         self._bytes_generation = 0
         self._bytes_lock = asyncio.Lock()
+        self._open_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"PostgresSpool({self.description!r}, max_bytes={self.max_bytes})"
 
     async def open(self) -> None:
-        if self._pool is not None:
-            return
-        pool: AsyncConnectionPool[AsyncConnection[TupleRow]] = AsyncConnectionPool(
-            self._url,
-            min_size=POOL_MIN,
-            max_size=POOL_MAX,
-            open=False,
-            timeout=self.timeout,
-            kwargs={"autocommit": True, "connect_timeout": self._connect_timeout},
-            # A connection that died with a server restart is replaced, not handed out.
-            check=AsyncConnectionPool.check_connection,
-            name="spool",
-        )
-        try:
-            await pool.open(wait=True, timeout=self.timeout)
-            async with pool.connection() as conn:
-                await _create_schema(conn)
-        except BaseException as err:
-            await pool.close()
-            if isinstance(err, UNAVAILABLE):
-                raise await self._unavailable(err) from None
-            raise
-        self._pool = pool
+        async with self._open_lock:
+            if self._pool is not None:
+                return
+            pool: AsyncConnectionPool[AsyncConnection[TupleRow]] = AsyncConnectionPool(
+                self._url,
+                min_size=POOL_MIN,
+                max_size=POOL_MAX,
+                open=False,
+                timeout=self.timeout,
+                kwargs={"autocommit": True, "connect_timeout": self._connect_timeout},
+                # A connection that died with a server restart is replaced, not handed out.
+                check=AsyncConnectionPool.check_connection,
+                configure=_configure,
+                name="spool",
+            )
+            try:
+                await pool.open(wait=True, timeout=self.timeout)
+                async with pool.connection() as conn:
+                    await _create_schema(conn)
+            except BaseException as err:
+                # The spool stays closed (``_pool`` is None): ``open`` may be tried again.
+                await pool.close()
+                if isinstance(err, psycopg.Error):
+                    raise await self._unavailable(err) from None
+                raise
+            self._bytes = None  # summed afresh: others may have changed the table meanwhile
+            self._pool = pool
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -236,10 +257,31 @@ class PostgresSpool(Spool):
     ) -> list[SpooledEvent]:
         if limit <= 0:
             return []
-        args = {"owner": owner, "now": _epoch(now), "until": _epoch(lease_until), "limit": limit}
-        async with self._connection() as conn:
-            rows = await (await conn.execute(CLAIM, args)).fetchall()
-        return sorted((_event(r) for r in rows), key=lambda e: (e.created_at, e.seq))
+        args: dict[str, Any] = {
+            "owner": owner,
+            "now": _epoch(now),
+            "until": _epoch(lease_until),
+            "limit": limit,
+            "locks": CLAIM_LOCKS,
+        }
+        passed: list[str] = []  # users another claimer holds, or just claimed
+        async with self._connection() as conn, conn.transaction():
+            for _ in range(CLAIM_TRIES):
+                cursor = await conn.execute(CLAIM_USER, {**args, "passed": passed})
+                chosen = await cursor.fetchone()
+                if chosen is None:
+                    return []  # nothing claimable
+                user_id, locked = chosen
+                if locked:
+                    cursor = await conn.execute(CLAIM_EVENTS, {**args, "user_id": user_id})
+                    rows = await cursor.fetchall()
+                    if rows:
+                        return sorted(
+                            (_event(r) for r in rows), key=lambda e: (e.created_at, e.seq)
+                        )
+                    # Another claimer leased the user between our two snapshots.
+                passed.append(user_id)
+        return []
 
     async def remove(self, seqs: Sequence[int]) -> None:
         if not seqs:
@@ -265,7 +307,10 @@ class PostgresSpool(Spool):
     async def stats(self) -> SpoolStats:
         async with self._connection() as conn:
             row = await (await conn.execute(STATS)).fetchone()
-        assert row is not None
+        if row is None:
+            raise SpoolUnavailable(
+                f"the PostgreSQL spool at {self.description} returned no row for its stats"
+            )
         depth, size, oldest, letters = row
         oldest_at = _utc(oldest) if oldest is not None else None
         return SpoolStats(int(depth), int(size), oldest_at, int(letters))
@@ -293,10 +338,16 @@ class PostgresSpool(Spool):
             )
         return letter
 
-    async def dead_letters(self, limit: int, after: str | None = None) -> list[DeadLetter]:
-        query = LETTERS if after is None else LETTERS_AFTER
+    async def dead_letters(
+        self, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[DeadLetter]:
+        query = LETTERS
+        args: dict[str, object] = {"limit": limit}
+        if after is not None:  # a place, not a letter: see LETTERS_AFTER
+            query = LETTERS_AFTER
+            args |= {"at": _epoch(after[0]), "id": after[1]}
         async with self._connection() as conn:
-            rows = await (await conn.execute(query, {"limit": limit, "after": after})).fetchall()
+            rows = await (await conn.execute(query, args)).fetchall()
         return [_letter(r) for r in rows]
 
     async def dead_letter(self, id_: str) -> DeadLetter | None:
@@ -325,7 +376,7 @@ class PostgresSpool(Spool):
         try:
             async with self._pool.connection() as conn:
                 yield conn
-        except UNAVAILABLE as err:
+        except psycopg.Error as err:
             raise await self._unavailable(err) from None
 
     async def _total_bytes(self, conn: AsyncConnection[TupleRow]) -> int:
@@ -333,7 +384,10 @@ class PostgresSpool(Spool):
             if self._bytes is None or time.monotonic() - self._bytes_at >= BYTES_MAX_AGE:
                 cursor = await conn.execute("SELECT COALESCE(sum(size), 0) FROM spool_events")
                 row = await cursor.fetchone()
-                assert row is not None
+                if row is None:
+                    raise SpoolUnavailable(
+                        f"the PostgreSQL spool at {self.description} returned no byte total"
+                    )
                 self._bytes, self._bytes_at = int(row[0]), time.monotonic()
                 self._bytes_generation += 1
             return self._bytes
@@ -350,12 +404,31 @@ class PostgresSpool(Spool):
                 err = failure
             else:
                 await probe.close()
-        reason = " ".join(str(err).split()) or type(err).__name__
+        reason = _reason(err)
         if self._password:
             reason = reason.replace(self._password, "***")
         return SpoolUnavailable(
             f"the PostgreSQL spool at {self.description} is unavailable: {reason}"
         )
+
+
+async def _configure(conn: AsyncConnection[TupleRow]) -> None:
+    # The claim relies on each statement of its transaction taking a new snapshot, whatever
+    # the server's default_transaction_isolation says.
+    await conn.set_isolation_level(psycopg.IsolationLevel.READ_COMMITTED)
+
+
+def _reason(err: Exception) -> str:
+    """What went wrong, on one line, quoting no data: of an error the server sent, only its
+    primary message (its DETAIL may quote a row: "Failing row contains (…)"), and not even
+    that for a data exception (class 22: "invalid input syntax for type …: <the value>")."""
+    sqlstate = getattr(err, "sqlstate", None)
+    if isinstance(err, psycopg.Error) and sqlstate:
+        if sqlstate.startswith("22"):
+            return f"{type(err).__name__} (SQLSTATE {sqlstate})"
+        primary = err.diag.message_primary or type(err).__name__
+        return f"{' '.join(primary.split())} (SQLSTATE {sqlstate})"
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 async def _create_schema(conn: AsyncConnection[TupleRow]) -> None:

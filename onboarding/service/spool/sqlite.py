@@ -9,7 +9,13 @@ inside it can never be invalidated by another process's commit.
 The byte limit is exact: triggers keep the payloads' total in the one-row ``spool_meta`` table,
 in the same transaction as the insert or delete, so ``put`` reads one row instead of summing
 the table. ``seq`` is ``AUTOINCREMENT``: a removed event's seq is never reused, so a late
-``remove`` from an owner whose lease ran out cannot delete a newer event."""
+``remove`` from an owner whose lease ran out cannot delete a newer event.
+
+Claiming chooses the user and leases their events inside one ``BEGIN IMMEDIATE`` transaction,
+so claims (from every process on the file) run one at a time and each sees the leases of the
+ones before it: a user whose events hold a live lease is never chosen again before it ends.
+
+``RETURNING`` needs SQLite 3.35 or newer; ``open`` says so when Python's SQLite is older."""
 
 from __future__ import annotations
 
@@ -74,26 +80,38 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE INDEX IF NOT EXISTS dead_letters_order ON dead_letters (received_at, id);
 """
 
-# Claimable: no lease, or a lease that ended at or before now.
+SQLITE_NEEDED = (3, 35, 0)  # RETURNING
+
+TABLES = ("spool_events", "spool_meta", "dead_letters")
+
+# A user is claimable when none of their events holds a live lease (lease_until > now); the
+# first is the one whose oldest event comes first.
 FIRST_USER = """
-SELECT user_id FROM spool_events WHERE lease_until IS NULL OR lease_until <= :now
-ORDER BY created_at, seq LIMIT 1
+SELECT e.user_id FROM spool_events e
+WHERE (e.lease_until IS NULL OR e.lease_until <= :now)
+  AND NOT EXISTS (
+      SELECT 1 FROM spool_events l WHERE l.user_id = e.user_id AND l.lease_until > :now
+  )
+ORDER BY e.created_at, e.seq LIMIT 1
 """
 CLAIM = """
 UPDATE spool_events SET lease_owner = :owner, lease_until = :until WHERE seq IN (
-    SELECT seq FROM spool_events
-    WHERE user_id = :user_id AND (lease_until IS NULL OR lease_until <= :now)
-    ORDER BY created_at, seq LIMIT :limit
+    SELECT e.seq FROM spool_events e
+    WHERE e.user_id = :user_id AND (e.lease_until IS NULL OR e.lease_until <= :now)
+      AND NOT EXISTS (
+          SELECT 1 FROM spool_events l WHERE l.user_id = e.user_id AND l.lease_until > :now
+      )
+    ORDER BY e.created_at, e.seq LIMIT :limit
 ) RETURNING seq, user_id, event_id, created_at, spooled_at, payload, attempts
 """
 LETTERS = """
 SELECT id, received_at, reason, event_id, type, body, replays, last_error FROM dead_letters
 ORDER BY received_at, id LIMIT :limit
 """
-# An ``after`` that was removed meanwhile has no place: the page is empty.
+# A place, not a letter: the page continues even if the letter at ``after`` is gone.
 LETTERS_AFTER = """
 SELECT id, received_at, reason, event_id, type, body, replays, last_error FROM dead_letters
-WHERE (received_at, id) > (SELECT received_at, id FROM dead_letters WHERE id = :after)
+WHERE (received_at, id) > (:at, :id)
 ORDER BY received_at, id LIMIT :limit
 """
 LETTER = """
@@ -103,30 +121,56 @@ WHERE id = :id
 
 
 class SqliteSpool(Spool):
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, *, create: bool = True) -> None:
+        """``create=False`` (for operator tools): ``open`` creates neither the directory, nor
+        the file, nor the schema; it fails when there is no spool at ``path``."""
         self.path = path
         self.max_bytes = max_bytes
+        self.create = create
+        # Both set together, and only by an ``open`` that succeeded.
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._open_lock = asyncio.Lock()
 
     async def open(self) -> None:
-        if self._executor is not None:
-            return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-sqlite")
-        try:
-            await self._in_thread(self._open)
-        except BaseException:
-            await self.close()
-            raise
+        async with self._open_lock:
+            if self._conn is not None:
+                return
+            if sqlite3.sqlite_version_info < SQLITE_NEEDED:
+                raise SpoolUnavailable(
+                    f"the SQLite spool needs SQLite {'.'.join(map(str, SQLITE_NEEDED))} or newer"
+                    f" (for RETURNING); this Python has SQLite {sqlite3.sqlite_version}"
+                )
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-sqlite")
+            opened: list[sqlite3.Connection] = []
+
+            def connect() -> None:
+                opened.append(self._connect())
+
+            def discard() -> None:
+                for conn in opened:
+                    conn.close()
+
+            try:
+                await self._run(executor, connect)
+            except BaseException:
+                # Also when cancelled while ``connect`` still runs: the one thread closes what
+                # it opened once it is done.
+                executor.submit(discard)
+                executor.shutdown(wait=False)
+                raise
+            self._executor, self._conn = executor, opened[0]
 
     async def close(self) -> None:
-        executor, self._executor = self._executor, None
+        executor, conn = self._executor, self._conn
+        self._executor = self._conn = None
         if executor is None:
             return
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
-        executor.shutdown(wait=False)
+        try:
+            if conn is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+        finally:
+            executor.shutdown(wait=False)
 
     async def put(
         self, user_id: str, event_id: str, created_at: datetime, payload: bytes, now: datetime
@@ -229,9 +273,14 @@ class SqliteSpool(Spool):
         )
         return letter
 
-    async def dead_letters(self, limit: int, after: str | None = None) -> list[DeadLetter]:
-        query = LETTERS if after is None else LETTERS_AFTER
-        args = {"limit": limit, "after": after}
+    async def dead_letters(
+        self, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[DeadLetter]:
+        query = LETTERS
+        args: dict[str, object] = {"limit": limit}
+        if after is not None:  # a place, not a letter: see LETTERS_AFTER
+            query = LETTERS_AFTER
+            args |= {"at": _epoch(after[0]), "id": after[1]}
         rows = await self._call(lambda conn: conn.execute(query, args).fetchall())
         return [_letter(r) for r in rows]
 
@@ -255,28 +304,50 @@ class SqliteSpool(Spool):
 
     # --- the thread ------------------------------------------------------------------------
 
-    def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _connect(self) -> sqlite3.Connection:
+        """In the spool's thread: the open connection, the schema in place."""
         # Autocommit (isolation_level=None): we say BEGIN IMMEDIATE ourselves.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if self.create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        else:
+            if not self.path.exists():
+                raise SpoolUnavailable(f"the spool file does not exist at {self.path}")
+            # mode=rw: never creates the file, even if it vanished since the check.
+            uri = self.path.absolute().as_uri() + "?mode=rw"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         try:
             # busy_timeout first: switching to WAL and creating the schema may wait for
             # another process doing the same.
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not self.create:
+                found = {
+                    name
+                    for (name,) in conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'table'"
+                    )
+                }
+                missing = [table for table in TABLES if table not in found]
+                if missing:
+                    raise SpoolUnavailable(
+                        f"the file at {self.path} is not a spool (it has no "
+                        f"{', '.join(missing)} table)"
+                    )
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _statements(SCHEMA):
-                    conn.execute(statement)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            if self.create:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _statements(SCHEMA):
+                        conn.execute(statement)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        return conn
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def transaction(conn: sqlite3.Connection) -> T:
@@ -293,18 +364,14 @@ class SqliteSpool(Spool):
         return await self._call(transaction)
 
     async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._in_thread(lambda: work(self._connection()))
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
+        executor, conn = self._executor, self._conn
+        if executor is None or conn is None:
             raise SpoolUnavailable(f"the SQLite spool at {self.path} is not open")
-        return self._conn
+        return await self._run(executor, lambda: work(conn))
 
-    async def _in_thread(self, work: Callable[[], T]) -> T:
-        if self._executor is None:
-            raise SpoolUnavailable(f"the SQLite spool at {self.path} is not open")
+    async def _run(self, executor: ThreadPoolExecutor, work: Callable[[], T]) -> T:
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+            return await asyncio.get_running_loop().run_in_executor(executor, work)
         except (sqlite3.Error, OSError) as err:
             raise SpoolUnavailable(f"the SQLite spool at {self.path} failed: {err}") from err
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from onboarding.core.identity import is_valid_user_id
 from onboarding.core.models import Source
 from onboarding.core.webhook_triage import ForUser, NoUser, Unusable, event_from, triage
 
@@ -80,25 +81,39 @@ def test_any_bytes_get_a_verdict(raw: bytes) -> None:
     assert isinstance(triage(raw), ForUser | NoUser | Unusable)
 
 
-@given(
-    st.dictionaries(
-        st.sampled_from(["id", "type", "version", "createdAt", "data"]),
-        st.one_of(
-            st.none(),
-            st.integers(),
-            st.text(max_size=20),
-            st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
-        ),
-    )
+_user_ids = st.one_of(
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,30}", fullmatch=True),  # valid
+    st.text(max_size=40),  # mostly not
+    st.integers(),
+    st.none(),
 )
-def test_any_object_gets_a_verdict_and_a_usable_one_has_a_valid_user(
-    raw: dict[str, object],
+
+
+@given(
+    user_id=_user_ids,
+    in_session=st.booleans(),
+    created_at=st.sampled_from(["2026-11-30T08:00:00Z", "2026-11-30T08:00:00", "soon", None]),
+    type_=st.one_of(st.just("ACCOUNT_CONNECTED"), st.text(max_size=5), st.integers()),
+)
+def test_the_verdict_follows_the_envelope_and_the_user_id(
+    user_id: object, in_session: bool, created_at: object, type_: object
 ) -> None:
+    """A second, plain description: usable for a user exactly when the envelope validates and
+    the user id (in ``data``, or in ``data.session``) is a valid Smile user id; no user when
+    none is named; otherwise unusable."""
+    data = {"session": {"userId": user_id}} if in_session else {"userId": user_id}
+    raw = {"id": "e", "type": type_, "version": 1, "createdAt": created_at, "data": data}
     verdict = triage(json.dumps(raw).encode())
-    if isinstance(verdict, ForUser):
-        assert verdict.envelope.data.get("userId") == verdict.user_id or verdict.envelope.data.get(
-            "session"
-        )
+    valid_times = ("2026-11-30T08:00:00Z", "2026-11-30T08:00:00")
+    envelope_ok = isinstance(type_, str) and len(type_) >= 1 and created_at in valid_times
+    if not envelope_ok:
+        assert isinstance(verdict, Unusable) and verdict.event_id == "e"
+    elif user_id is None:
+        assert isinstance(verdict, NoUser)
+    elif isinstance(user_id, str) and is_valid_user_id(user_id):
+        assert isinstance(verdict, ForUser) and verdict.user_id == user_id
+    else:
+        assert isinstance(verdict, Unusable) and "data.userId" in verdict.reason
 
 
 def test_the_event_the_onboarding_receives() -> None:

@@ -9,11 +9,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from onboarding.core.breaker import BreakerState
 from onboarding.core.models import Event, Source
+from onboarding.service.dead_letters import DeadLetters
 from onboarding.service.drainer import Drainer
-from onboarding.service.onboardings import Onboardings
+from onboarding.service.onboardings import IngestResult, Onboardings
 from onboarding.service.settings import Settings
 from onboarding.service.spool import SqliteSpool
 from onboarding.service.spooling import Spooler, TemporalGate
@@ -27,10 +30,28 @@ def event(n: int) -> Event:
                  received_at=at, data={"accountId": f"acc-{n}"})  # fmt: skip
 
 
+class Recording(Onboardings):
+    """The real service layer, noting each signal's events as sent."""
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        super().__init__(client, settings)
+        self.signals: list[list[str]] = []
+
+    async def ingest(
+        self, user_id: str, events: list[Event], *, rpc_timeout: timedelta | None = None
+    ) -> IngestResult:
+        result = await super().ingest(user_id, events, rpc_timeout=rpc_timeout)
+        self.signals.append([e.id for e in events])
+        return result
+
+
 @contextlib.asynccontextmanager
-async def draining(spooler: Spooler, onboardings: Onboardings) -> AsyncIterator[Drainer]:
-    drainer = Drainer(spooler, onboardings, TemporalGate(cooldown=0.2), lease=timedelta(seconds=30),
-                      timeout=1.0, concurrency=2)  # fmt: skip
+async def draining(
+    spooler: Spooler, onboardings: Onboardings, gate: TemporalGate | None = None
+) -> AsyncIterator[Drainer]:
+    dead_letters = DeadLetters(spooler, lambda user_id, e: onboardings.ingest(user_id, [e]))
+    drainer = Drainer(spooler, onboardings, gate or TemporalGate(cooldown=0.2), dead_letters,
+                      lease=timedelta(seconds=30), timeout=1.0, concurrency=2)  # fmt: skip
     task = asyncio.create_task(drainer.run())
     try:
         yield drainer
@@ -61,16 +82,66 @@ async def test_failures_keep_the_events_then_delivery_removes_them(
     now = datetime.now(UTC)
     assert await spool.claim("someone", now, now + timedelta(seconds=1), 10) == []
 
-    onboardings = Onboardings(dev_env.client, api_settings)
-    async with draining(spooler, onboardings) as drainer:
+    onboardings = Recording(dev_env.client, api_settings)
+    gate = TemporalGate(cooldown=0.2, threshold=1)
+    gate.failed()  # as the webhook path leaves it after Temporal went away
+    async with draining(spooler, onboardings, gate) as drainer:
 
         async def delivered() -> None:
             assert drainer.counts.delivered == 3
             assert (await spooler.spool.stats()).depth == 0
 
         await eventually(delivered, timeout=30)
-    view = await onboardings.get(user)
-    assert [e.id for e in view.events] == ["evt-0", "evt-1", "evt-2"]  # createdAt order
+    assert onboardings.signals == [["evt-0", "evt-1", "evt-2"]]  # one signal, createdAt order
+    assert gate.state is BreakerState.CLOSED  # the delivery closed the breaker again
+    assert (await onboardings.get(user)).events_total == 3
+    await spooler.close()
+
+
+async def test_a_large_backlog_goes_in_chunks_in_order(
+    api_settings: Settings, dev_env: WorkflowEnvironment, dev_worker: None, tmp_path: Path
+) -> None:
+    """Signals stay well under Temporal's size limits, and a user's events keep their order
+    across chunks."""
+    spooler = Spooler(SqliteSpool(tmp_path / "spool.sqlite3", max_bytes=1 << 30))
+    user = unique_user()
+    padding = "x" * 500
+    for n in range(0, 60):
+        big = event(n).model_copy(update={"data": {f"k{i}": padding for i in range(30)}})
+        await spooler.put(user, big)
+    onboardings = Recording(dev_env.client, api_settings)
+    async with draining(spooler, onboardings) as drainer:
+
+        async def delivered() -> None:
+            assert drainer.counts.delivered == 60
+
+        await eventually(delivered, timeout=30)
+    assert len(onboardings.signals) > 1
+    sent = [event_id for signal in onboardings.signals for event_id in signal]
+    assert sent == [event(n).id for n in range(60)]
+    await spooler.close()
+
+
+async def test_an_event_temporal_refuses_goes_to_the_dead_letter_and_the_rest_through(
+    api_settings: Settings, dev_env: WorkflowEnvironment, dev_worker: None, tmp_path: Path
+) -> None:
+    spooler = Spooler(SqliteSpool(tmp_path / "spool.sqlite3", max_bytes=1 << 30))
+    user = unique_user()
+    huge = event(1).model_copy(update={"data": {f"k{i}": "y" * 500 for i in range(6000)}})
+    for item in (event(0), huge, event(2)):
+        await spooler.put(user, item)
+    onboardings = Recording(dev_env.client, api_settings)
+    async with draining(spooler, onboardings) as drainer:
+
+        async def settled() -> None:
+            assert (drainer.counts.delivered, drainer.counts.refused) == (2, 1)
+            assert (await spooler.spool.stats()).depth == 0
+
+        await eventually(settled, timeout=30)
+    (letter,) = await (await spooler.ready()).dead_letters(10)
+    assert (letter.event_id, letter.type) == ("evt-1", "ACCOUNT_CREATED")
+    assert "refused" in letter.reason
+    assert [e.id for e in (await onboardings.get(user)).events] == ["evt-0", "evt-2"]
     await spooler.close()
 
 

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
+import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import pytest
 
-from onboarding.service.spool import DeadLetter, Spool, SpooledEvent, SpoolFull, SpoolStats
+from onboarding.service.spool import (
+    DeadLetter,
+    Spool,
+    SpooledEvent,
+    SpoolFull,
+    SpoolStats,
+    SpoolUnavailable,
+)
 
 from .conftest import T0, Spools, at
 
@@ -56,10 +67,58 @@ async def test_claim_takes_at_most_limit(spool: Spool) -> None:
     for i in range(5):
         await put(spool, "u", f"e{i}", created=i)
 
-    assert ids(await spool.claim("a", T0, FAR, limit=2)) == ["e0", "e1"]
-    assert ids(await spool.claim("b", T0, FAR, limit=2)) == ["e2", "e3"]
-    assert ids(await spool.claim("c", T0, FAR, limit=2)) == ["e4"]
-    assert await spool.claim("d", T0, FAR, limit=0) == []
+    assert await spool.claim("z", T0, FAR, limit=0) == []
+    for expected in (["e0", "e1"], ["e2", "e3"], ["e4"]):
+        claimed = await spool.claim("a", T0, FAR, limit=2)
+        assert ids(claimed) == expected
+        await spool.remove([e.seq for e in claimed])
+    assert await spool.claim("a", T0, FAR, limit=2) == []
+
+
+async def test_a_user_with_a_live_lease_is_not_claimable(spool: Spool) -> None:
+    for i in range(4):
+        await put(spool, "u", f"e{i}", created=i)
+    held = await spool.claim("a", T0, at(30), limit=2)
+    assert ids(held) == ["e0", "e1"]
+
+    # Neither the rest of the user's events, nor one that arrives while the batch is out,
+    # nor one that arrives late with an older created_at.
+    await put(spool, "u", "arrived-meanwhile", created=10)
+    await put(spool, "u", "arrived-late", created=-1)
+    assert await spool.claim("b", T0, FAR, limit=10) == []
+    assert await spool.claim("b", at(29.999), FAR, limit=10) == []
+
+    await spool.remove([e.seq for e in held])
+    after = await spool.claim("b", T0, FAR, limit=10)
+    assert ids(after) == ["arrived-late", "e2", "e3", "arrived-meanwhile"]
+
+
+async def test_after_a_release_the_user_waits_for_retry_at(spool: Spool) -> None:
+    await put(spool, "u", "e1", created=1)
+    batch = await spool.claim("a", T0, FAR, limit=10)
+    await put(spool, "u", "e2", created=2)  # newer, arrives while e1 is out
+    await spool.release([e.seq for e in batch], retry_at=at(60))
+
+    assert await spool.claim("b", at(1), FAR, limit=10) == []  # e2 does not overtake e1
+    assert await spool.claim("b", at(59.999), FAR, limit=10) == []
+    retried = await spool.claim("b", at(60), FAR, limit=10)
+    assert [(e.event_id, e.attempts) for e in retried] == [("e1", 1), ("e2", 0)]
+
+
+async def test_a_leased_user_does_not_block_other_users(spool: Spool) -> None:
+    await put(spool, "busy", "b1", created=1)  # the oldest event of all
+    await put(spool, "busy", "b2", created=4)
+    await put(spool, "other", "o1", created=2)
+    await put(spool, "third", "t1", created=3)
+
+    busy = await spool.claim("a", T0, FAR, limit=1)
+    assert ids(busy) == ["b1"]
+    assert ids(await spool.claim("b", T0, FAR, limit=10)) == ["o1"]
+
+    await spool.release([e.seq for e in busy], retry_at=at(60))  # waiting for its retry
+    assert ids(await spool.claim("c", at(1), FAR, limit=10)) == ["t1"]
+    assert await spool.claim("d", at(1), FAR, limit=10) == []
+    assert ids(await spool.claim("d", at(60), FAR, limit=10)) == ["b1", "b2"]
 
 
 async def test_a_leased_event_is_claimable_again_only_when_its_lease_ends(spool: Spool) -> None:
@@ -161,10 +220,10 @@ async def test_dead_letters_are_kept_listed_in_pages_and_removed(spool: Spool) -
 
     expected = sorted([first, *others], key=lambda d: (d.received_at, d.id))
     pages: list[list[DeadLetter]] = []
-    after: str | None = None
+    after: tuple[datetime, str] | None = None
     while page := await spool.dead_letters(limit=2, after=after):
         pages.append(page)
-        after = page[-1].id
+        after = (page[-1].received_at, page[-1].id)
     assert [len(p) for p in pages] == [2, 2, 2]
     assert [d for p in pages for d in p] == expected
 
@@ -181,8 +240,22 @@ async def test_dead_letters_are_kept_listed_in_pages_and_removed(spool: Spool) -
     assert await spool.remove_dead_letter(first.id) is False
     assert first.id not in [d.id for d in await spool.dead_letters(limit=100)]
     assert (await spool.stats()).dead_letters == 5
-    # A page after a letter removed meanwhile is empty (its place is gone).
-    assert await spool.dead_letters(limit=10, after=first.id) == []
+
+
+async def test_a_page_continues_after_its_last_letter_was_discarded(spool: Spool) -> None:
+    # Equal received_at times: the id orders them, and the cursor must hold both.
+    letters = [await spool.add_dead_letter(b"x", f"r{i}", None, None, at(i // 3)) for i in range(7)]
+    expected = sorted(letters, key=lambda d: (d.received_at, d.id))
+
+    page1 = await spool.dead_letters(limit=3)
+    assert page1 == expected[:3]
+    assert await spool.remove_dead_letter(page1[-1].id)  # discarded from the first page
+
+    page2 = await spool.dead_letters(limit=3, after=(page1[-1].received_at, page1[-1].id))
+    assert page2 == expected[3:6]
+    page3 = await spool.dead_letters(limit=3, after=(page2[-1].received_at, page2[-1].id))
+    assert page3 == expected[6:]
+    assert await spool.dead_letters(limit=3, after=(page3[-1].received_at, page3[-1].id)) == []
 
 
 async def test_dead_letters_do_not_count_against_max_bytes(spools: Spools) -> None:
@@ -220,23 +293,97 @@ async def test_several_instances_open_one_fresh_store_at_once(spools: Spools) ->
     await instances[1].check_writable()
 
 
-async def test_concurrent_claimers_never_share_an_event(spools: Spools) -> None:
+class Held:
+    """Claims as concurrent deliverers see them: each batch with the time it was held, from
+    when ``claim`` returned to when ``remove`` was called (within the lease's true span)."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[float, float, str, list[SpooledEvent]]] = []
+
+    async def deliver_until_empty(self, spool: Spool, owner: str, total: int, limit: int) -> None:
+        deadline = time.monotonic() + 30
+        while sum(len(b[3]) for b in self.batches) < total:
+            assert time.monotonic() < deadline, "the spool was not drained by the deadline"
+            events = await spool.claim(owner, T0, FAR, limit=limit)
+            if not events:
+                await asyncio.sleep(0.001)  # polling: another owner holds what is left
+                continue
+            started = time.monotonic()
+            await asyncio.sleep(0.002)  # delivering
+            self.batches.append((started, time.monotonic(), owner, events))
+            await spool.remove([e.seq for e in events])
+            await asyncio.sleep(0.001)  # on to other work: the others get their turn
+
+    def assert_one_owner_at_a_time_in_order(self) -> dict[str, list[SpooledEvent]]:
+        """Per user: no two batches held at once, and the batches in the order they were held
+        are the user's events in (created_at, seq) order. Returns the events per user."""
+        per_user: dict[str, list[tuple[float, float, list[SpooledEvent]]]] = {}
+        for started, ended, _, events in self.batches:
+            assert len({e.user_id for e in events}) == 1
+            per_user.setdefault(events[0].user_id, []).append((started, ended, events))
+        delivered: dict[str, list[SpooledEvent]] = {}
+        for user, batches in per_user.items():
+            batches.sort(key=lambda b: b[0])
+            for before, after in itertools.pairwise(batches):
+                assert before[1] <= after[0], f"two owners held {user}'s events at once"
+            delivered[user] = [e for _, _, events in batches for e in events]
+            in_order = sorted(delivered[user], key=lambda e: (e.created_at, e.seq))
+            assert [e.seq for e in delivered[user]] == [e.seq for e in in_order]
+        return delivered
+
+
+async def test_concurrent_claimers_deliver_one_user_one_batch_at_a_time(spools: Spools) -> None:
+    writer = await spools.open()
+    order = list(range(250))
+    random.Random(7).shuffle(order)  # put out of order, with created_at ties (seq decides)
+    for i in order:
+        await put(writer, "the-user", f"e{i}", created=i // 3)
+    claimers = [await spools.open() for _ in range(4)]
+    held = Held()
+
+    await asyncio.gather(
+        *(held.deliver_until_empty(c, f"owner-{n}", 250, limit=20) for n, c in enumerate(claimers))
+    )
+
+    delivered = held.assert_one_owner_at_a_time_in_order()["the-user"]
+    assert len(delivered) == len({e.seq for e in delivered}) == 250
+    assert [e.created_at for e in delivered] == sorted(at(i // 3) for i in range(250))
+    assert len({owner for _, _, owner, _ in held.batches}) > 1  # they did take turns
+    assert (await writer.stats()).depth == 0
+
+
+async def test_concurrent_claimers_share_users_but_never_an_event(spools: Spools) -> None:
     writer = await spools.open()
     for i in range(150):
         await put(writer, f"user-{i % 12}", f"e{i}", created=i % 17)
     claimers = [await spools.open() for _ in range(4)]
-    received: list[list[int]] = [[] for _ in range(8)]
+    held = Held()
 
-    async def claim_until_empty(spool: Spool, into: list[int]) -> None:
-        while events := await spool.claim(f"owner-{id(into)}", T0, FAR, limit=5):
-            into.extend(e.seq for e in events)
-            await asyncio.sleep(0)
+    await asyncio.gather(
+        *(held.deliver_until_empty(claimers[n % 4], f"owner-{n}", 150, limit=5) for n in range(8))
+    )
 
-    await asyncio.gather(*(claim_until_empty(claimers[i % 4], received[i]) for i in range(8)))
-
-    everything = [seq for seqs in received for seq in seqs]
+    delivered = held.assert_one_owner_at_a_time_in_order()
+    everything = [e.seq for events in delivered.values() for e in events]
     assert len(everything) == len(set(everything)) == 150
-    assert sum(1 for seqs in received if seqs) > 1  # they did share the work
+    assert len(delivered) == 12
+    assert len({owner for _, _, owner, _ in held.batches}) > 1  # they did share the work
+
+
+async def test_a_dropped_table_makes_the_spool_unavailable(spools: Spools) -> None:
+    spool = await spools.open()
+    await put(spool, "u", "e1", created=1)
+    await spools.execute("DROP TABLE spool_events")
+
+    operations: list[Callable[[], Awaitable[object]]] = [
+        lambda: spool.put("u", "e2", at(2), b"secret-payload", T0),
+        lambda: spool.claim("a", T0, FAR, limit=10),
+        spool.stats,
+    ]
+    for operation in operations:
+        with pytest.raises(SpoolUnavailable, match="spool_events") as raised:
+            await operation()
+        assert "secret-payload" not in str(raised.value)
 
 
 async def test_check_writable(spool: Spool) -> None:

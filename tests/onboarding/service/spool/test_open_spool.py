@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from onboarding.service.spool import PostgresSpool, SqliteSpool, open_spool, redact_url
+from onboarding.service.spool import (
+    PostgresSpool,
+    SpoolUnavailable,
+    SqliteSpool,
+    open_spool,
+    redact_url,
+)
 
 
 @pytest.mark.parametrize(
@@ -66,3 +72,16 @@ def test_open_spool_does_not_open(tmp_path: Path) -> None:
 def test_redact_url() -> None:
     assert redact_url("postgresql://u:pw@h:5432/db?sslpassword=x#f") == "postgresql://h:5432/db"
     assert redact_url("sqlite:///a/b.sqlite3") == "sqlite:///a/b.sqlite3"
+
+
+async def test_create_false_is_passed_to_sqlite_and_ignored_by_postgres(tmp_path: Path) -> None:
+    path = tmp_path / "absent" / "spool.sqlite3"
+    tool = open_spool(f"sqlite://{path}", 1, create=False)
+    assert isinstance(tool, SqliteSpool) and tool.create is False
+    with pytest.raises(SpoolUnavailable, match="does not exist"):
+        await tool.open()
+    assert not path.parent.exists()
+
+    default = open_spool(str(path), 1)
+    assert isinstance(default, SqliteSpool) and default.create is True
+    assert isinstance(open_spool("postgresql://db/spool", 1, create=False), PostgresSpool)

@@ -90,3 +90,102 @@ async def test_storage_that_cannot_be_opened_is_unavailable(tmp_path: Path) -> N
         await spool.open()
     with pytest.raises(SpoolUnavailable, match="not open"):
         await spool.check_writable()
+
+
+async def test_an_old_sqlite_is_refused_with_the_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    spool = SqliteSpool(tmp_path / "new" / "spool.sqlite3", PLENTY)
+    with pytest.raises(SpoolUnavailable, match=r"3\.35\.0 or newer.*SQLite 3\.31\.1"):
+        await spool.open()
+    assert not (tmp_path / "new").exists()
+    await spool.close()
+
+
+async def test_create_false_opens_an_existing_spool_only(tmp_path: Path) -> None:
+    path = tmp_path / "not-yet" / "spool.sqlite3"
+    tool = SqliteSpool(path, PLENTY, create=False)
+    with pytest.raises(SpoolUnavailable, match="the spool file does not exist at") as raised:
+        await tool.open()
+    assert str(path) in str(raised.value)
+    assert not (tmp_path / "not-yet").exists()  # neither the directory nor the file
+
+    path.parent.mkdir()
+    with pytest.raises(SpoolUnavailable, match="does not exist"):
+        await tool.open()
+    assert list(path.parent.iterdir()) == []
+
+    service = SqliteSpool(path, PLENTY)
+    await service.open()
+    await service.put("u", "e1", T0, b"x", T0)
+    await service.close()
+
+    await tool.open()  # now there is one: the same instance opens after failing twice
+    try:
+        assert (await tool.stats()).depth == 1
+        assert [e.event_id for e in await tool.claim("op", T0, at(60), limit=10)] == ["e1"]
+    finally:
+        await tool.close()
+
+
+async def test_create_false_refuses_a_file_that_is_not_a_spool(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE something_else (x)")
+    conn.close()
+    tool = SqliteSpool(path, PLENTY, create=False)
+    with pytest.raises(SpoolUnavailable, match="is not a spool"):
+        await tool.open()
+    with sqlite3.connect(path) as conn:  # nothing was added to it
+        tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master")]
+    conn.close()
+    assert tables == ["something_else"]
+
+
+async def test_a_failed_open_can_be_retried_and_closed(tmp_path: Path) -> None:
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the directory should be")
+    spool = SqliteSpool(blocker / "spool.sqlite3", PLENTY)
+    for _ in range(2):
+        with pytest.raises(SpoolUnavailable, match="data"):
+            await spool.open()
+        await spool.close()  # harmless
+        with pytest.raises(SpoolUnavailable, match="not open"):
+            await spool.stats()
+
+    blocker.unlink()
+    await spool.open()
+    try:
+        await spool.put("u", "e1", T0, b"x", T0)
+        assert (await spool.stats()).depth == 1
+    finally:
+        await spool.close()
+    await spool.close()  # twice: harmless
+
+
+async def test_a_cancelled_open_can_be_retried(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite3"
+    first = SqliteSpool(path, PLENTY)
+    await first.open()
+    await first.close()
+
+    # Another process holds the write lock: open waits for it (busy_timeout) ...
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    spool = SqliteSpool(path, PLENTY)
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(spool.open(), 0.2)  # ... and is given up
+        with pytest.raises(SpoolUnavailable, match="not open"):
+            await spool.stats()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    await spool.open()
+    try:
+        await spool.check_writable()
+    finally:
+        await spool.close()
