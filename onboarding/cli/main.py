@@ -108,6 +108,11 @@ def cmd_api(args: argparse.Namespace) -> None:
         raise CliError("ONBOARDING_CALLBACK_SECRET is not set: callback tokens cannot be issued")
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
+    if settings.spool_url is None:  # say where: a relative data dir depends on where we run
+        logging.getLogger("onboarding").info(
+            "spool: SQLite at %s (set ONBOARDING_SPOOL_URL to share one between replicas)",
+            Path(settings.spool_location).resolve(),
+        )
     uvicorn.run(
         create_app(settings, temporal_address=args.temporal_address),
         host=host,
