@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -45,6 +45,7 @@ from onboarding.service.spool.base import (
     SpoolStats,
     SpoolUnavailable,
 )
+from onboarding.service.spool.rows import epoch, event_from_row, letter_from_row, utc
 
 POOL_MIN, POOL_MAX = 1, 4
 BYTES_MAX_AGE = 1.0  # seconds a summed byte total may be used for
@@ -235,7 +236,7 @@ class PostgresSpool(Spool):
         self, user_id: str, event_id: str, created_at: datetime, payload: bytes, now: datetime
     ) -> None:
         size = len(payload)
-        row = (user_id, event_id, _epoch(created_at), _epoch(now), payload, size)
+        row = (user_id, event_id, epoch(created_at), epoch(now), payload, size)
         async with self._connection() as conn:
             total = await self._total_bytes(conn)
             if total + size > self.max_bytes:
@@ -259,8 +260,8 @@ class PostgresSpool(Spool):
             return []
         args: dict[str, Any] = {
             "owner": owner,
-            "now": _epoch(now),
-            "until": _epoch(lease_until),
+            "now": epoch(now),
+            "until": epoch(lease_until),
             "limit": limit,
             "locks": CLAIM_LOCKS,
         }
@@ -277,7 +278,7 @@ class PostgresSpool(Spool):
                     rows = await cursor.fetchall()
                     if rows:
                         return sorted(
-                            (_event(r) for r in rows), key=lambda e: (e.created_at, e.seq)
+                            (event_from_row(r) for r in rows), key=lambda e: (e.created_at, e.seq)
                         )
                     # Another claimer leased the user between our two snapshots.
                 passed.append(user_id)
@@ -301,7 +302,7 @@ class PostgresSpool(Spool):
             await conn.execute(
                 "UPDATE spool_events SET attempts = attempts + 1, lease_owner = NULL,"
                 " lease_until = %s WHERE seq = ANY(%s)",
-                (_epoch(retry_at), list(seqs)),
+                (epoch(retry_at), list(seqs)),
             )
 
     async def stats(self) -> SpoolStats:
@@ -312,7 +313,7 @@ class PostgresSpool(Spool):
                 f"the PostgreSQL spool at {self.description} returned no row for its stats"
             )
         depth, size, oldest, letters = row
-        oldest_at = _utc(oldest) if oldest is not None else None
+        oldest_at = utc(oldest) if oldest is not None else None
         return SpoolStats(int(depth), int(size), oldest_at, int(letters))
 
     async def check_writable(self) -> None:
@@ -334,7 +335,7 @@ class PostgresSpool(Spool):
             await conn.execute(
                 "INSERT INTO dead_letters (id, received_at, reason, event_id, type, body)"
                 " VALUES (%s, %s, %s, %s, %s, %s)",
-                (letter.id, _epoch(now), reason, event_id, type_, body),
+                (letter.id, epoch(now), reason, event_id, type_, body),
             )
         return letter
 
@@ -345,15 +346,15 @@ class PostgresSpool(Spool):
         args: dict[str, object] = {"limit": limit}
         if after is not None:  # a place, not a letter: see LETTERS_AFTER
             query = LETTERS_AFTER
-            args |= {"at": _epoch(after[0]), "id": after[1]}
+            args |= {"at": epoch(after[0]), "id": after[1]}
         async with self._connection() as conn:
             rows = await (await conn.execute(query, args)).fetchall()
-        return [_letter(r) for r in rows]
+        return [letter_from_row(r) for r in rows]
 
     async def dead_letter(self, id_: str) -> DeadLetter | None:
         async with self._connection() as conn:
             row = await (await conn.execute(LETTER, (id_,))).fetchone()
-        return _letter(row) if row is not None else None
+        return letter_from_row(row) if row is not None else None
 
     async def remove_dead_letter(self, id_: str) -> bool:
         async with self._connection() as conn:
@@ -440,27 +441,3 @@ async def _create_schema(conn: AsyncConnection[TupleRow]) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         await conn.execute(SCHEMA)
-
-
-def _epoch(moment: datetime) -> float:
-    if moment.utcoffset() is None:
-        raise ValueError("the spool takes aware datetimes only")
-    return moment.timestamp()
-
-
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
-
-
-def _event(row: Any) -> SpooledEvent:
-    seq, user_id, event_id, created_at, spooled_at, payload, attempts = row
-    return SpooledEvent(
-        seq, user_id, event_id, _utc(created_at), _utc(spooled_at), bytes(payload), attempts
-    )
-
-
-def _letter(row: Any) -> DeadLetter:
-    id_, received_at, reason, event_id, type_, body, replays, last_error = row
-    return DeadLetter(
-        id_, _utc(received_at), reason, event_id, type_, bytes(body), replays, last_error
-    )

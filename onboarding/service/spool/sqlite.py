@@ -25,9 +25,9 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from onboarding.service.spool.base import (
     DeadLetter,
@@ -37,6 +37,7 @@ from onboarding.service.spool.base import (
     SpoolStats,
     SpoolUnavailable,
 )
+from onboarding.service.spool.rows import epoch, event_from_row, letter_from_row, utc
 
 T = TypeVar("T")
 
@@ -175,7 +176,7 @@ class SqliteSpool(Spool):
     async def put(
         self, user_id: str, event_id: str, created_at: datetime, payload: bytes, now: datetime
     ) -> None:
-        row = (user_id, event_id, _epoch(created_at), _epoch(now), payload, len(payload))
+        row = (user_id, event_id, epoch(created_at), epoch(now), payload, len(payload))
 
         def put(conn: sqlite3.Connection) -> None:
             (total,) = conn.execute("SELECT bytes FROM spool_meta WHERE id = 1").fetchone()
@@ -195,7 +196,7 @@ class SqliteSpool(Spool):
     async def claim(
         self, owner: str, now: datetime, lease_until: datetime, limit: int
     ) -> list[SpooledEvent]:
-        args = {"owner": owner, "now": _epoch(now), "until": _epoch(lease_until), "limit": limit}
+        args = {"owner": owner, "now": epoch(now), "until": epoch(lease_until), "limit": limit}
 
         def peek(conn: sqlite3.Connection) -> bool:
             # A read first: an idle drainer polling an empty spool takes no write lock.
@@ -206,7 +207,7 @@ class SqliteSpool(Spool):
             if row is None:
                 return []
             rows = conn.execute(CLAIM, {**args, "user_id": row[0]}).fetchall()
-            return sorted((_event(r) for r in rows), key=lambda e: (e.created_at, e.seq))
+            return sorted((event_from_row(r) for r in rows), key=lambda e: (e.created_at, e.seq))
 
         if limit <= 0 or not await self._call(peek):
             return []
@@ -222,7 +223,7 @@ class SqliteSpool(Spool):
 
     async def release(self, seqs: Sequence[int], retry_at: datetime) -> None:
         if seqs:
-            rows = [(_epoch(retry_at), s) for s in seqs]
+            rows = [(epoch(retry_at), s) for s in seqs]
             await self._write(
                 lambda conn: conn.executemany(
                     "UPDATE spool_events SET attempts = attempts + 1, lease_owner = NULL,"
@@ -240,7 +241,7 @@ class SqliteSpool(Spool):
                 " (SELECT MIN(spooled_at) FROM spool_events),"
                 " (SELECT COUNT(*) FROM dead_letters)"
             ).fetchone()
-            return SpoolStats(depth, size, _utc(oldest) if oldest is not None else None, letters)
+            return SpoolStats(depth, size, utc(oldest) if oldest is not None else None, letters)
 
         return await self._call(stats)
 
@@ -263,7 +264,7 @@ class SqliteSpool(Spool):
         now: datetime,
     ) -> DeadLetter:
         letter = DeadLetter(uuid.uuid4().hex, now, reason, event_id, type_, body, 0, None)
-        row = (letter.id, _epoch(now), reason, event_id, type_, body)
+        row = (letter.id, epoch(now), reason, event_id, type_, body)
         await self._write(
             lambda conn: conn.execute(
                 "INSERT INTO dead_letters (id, received_at, reason, event_id, type, body)"
@@ -280,13 +281,13 @@ class SqliteSpool(Spool):
         args: dict[str, object] = {"limit": limit}
         if after is not None:  # a place, not a letter: see LETTERS_AFTER
             query = LETTERS_AFTER
-            args |= {"at": _epoch(after[0]), "id": after[1]}
+            args |= {"at": epoch(after[0]), "id": after[1]}
         rows = await self._call(lambda conn: conn.execute(query, args).fetchall())
-        return [_letter(r) for r in rows]
+        return [letter_from_row(r) for r in rows]
 
     async def dead_letter(self, id_: str) -> DeadLetter | None:
         row = await self._call(lambda conn: conn.execute(LETTER, {"id": id_}).fetchone())
-        return _letter(row) if row is not None else None
+        return letter_from_row(row) if row is not None else None
 
     async def remove_dead_letter(self, id_: str) -> bool:
         count = await self._write(
@@ -386,27 +387,3 @@ def _statements(script: str) -> list[str]:
             statements.append(current.strip())
             current = ""
     return statements
-
-
-def _epoch(moment: datetime) -> float:
-    if moment.utcoffset() is None:
-        raise ValueError("the spool takes aware datetimes only")
-    return moment.timestamp()
-
-
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
-
-
-def _event(row: Any) -> SpooledEvent:
-    seq, user_id, event_id, created_at, spooled_at, payload, attempts = row
-    return SpooledEvent(
-        seq, user_id, event_id, _utc(created_at), _utc(spooled_at), bytes(payload), attempts
-    )
-
-
-def _letter(row: Any) -> DeadLetter:
-    id_, received_at, reason, event_id, type_, body, replays, last_error = row
-    return DeadLetter(
-        id_, _utc(received_at), reason, event_id, type_, bytes(body), replays, last_error
-    )
