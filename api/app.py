@@ -88,7 +88,8 @@ def create_app(
             gate,
             app.state.dead_letters,
             lease=settings.spool_lease,
-            timeout=settings.ingest_timeout.total_seconds(),
+            # Not the webhook path's short wait: a backlog's large signals may take longer.
+            timeout=settings.rpc_timeout.total_seconds(),
             concurrency=settings.drain_concurrency,
         )
         app.state.drainer = drainer

@@ -6,6 +6,7 @@ codes, so only top-level scalars, lists of scalars and small flat objects are ke
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 # Dropped by name: the data payload itself, and the user's login name for the provider.
@@ -36,3 +37,18 @@ def compact_data(data: dict[str, Any]) -> dict[str, Any]:
             if flat:
                 kept[key] = flat
     return kept
+
+
+def without_dropped_fields(body: bytes) -> bytes:
+    """A webhook body to keep (the dead-letter) without what is never stored: ``data``'s
+    ``payload`` and ``loginName``. Anything that is not a JSON object with such a ``data`` is
+    kept exactly as it came."""
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        return body
+    data = envelope.get("data") if isinstance(envelope, dict) else None
+    if not isinstance(data, dict) or not _DROPPED & data.keys():
+        return body
+    kept = {k: v for k, v in data.items() if k not in _DROPPED}
+    return json.dumps({**envelope, "data": kept}, separators=(",", ":")).encode()

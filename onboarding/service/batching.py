@@ -13,7 +13,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from onboarding.core.models import Event
-from onboarding.service.onboardings import IngestResult, Onboardings
+from onboarding.service.onboardings import EventRefused, IngestResult, Onboardings
 
 MAX_BATCH = 100
 
@@ -48,22 +48,39 @@ class SignalBatcher:
             while queue.waiting:
                 batch = queue.waiting[: self._max_batch]
                 del queue.waiting[: self._max_batch]
-                try:
-                    result = await self._onboardings.ingest(user_id, [e for e, _ in batch])
-                except Exception as err:  # every caller in the batch hears the same failure
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(err)
-                    continue
-                self.signals_sent += 1
-                self.events_sent += len(batch)
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result(result)
+                await self._commit(user_id, batch)
         finally:
             queue.sender = None
             if not queue.waiting and self._queues.get(user_id) is queue:
                 del self._queues[user_id]
+
+    async def _commit(
+        self, user_id: str, batch: list[tuple[Event, asyncio.Future[IngestResult]]]
+    ) -> None:
+        try:
+            result = await self._onboardings.ingest(user_id, [e for e, _ in batch])
+        except EventRefused as err:
+            if len(batch) == 1:
+                _fail(batch, err)
+                return
+            # Too large together: each on its own, so only an event too large alone fails.
+            for item in batch:
+                await self._commit(user_id, [item])
+            return
+        except Exception as err:  # every caller in the batch hears the same failure
+            _fail(batch, err)
+            return
+        self.signals_sent += 1
+        self.events_sent += len(batch)
+        for _, future in batch:
+            if not future.done():
+                future.set_result(result)
+
+
+def _fail(batch: list[tuple[Event, asyncio.Future[IngestResult]]], err: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(err)
 
 
 def _observe(future: asyncio.Future[IngestResult]) -> None:

@@ -12,9 +12,10 @@ from typing import Literal
 
 from pydantic import Field
 
+from onboarding.core.compact import without_dropped_fields
 from onboarding.core.models import CamelModel
 from onboarding.core.webhook_triage import ForUser, NoUser, Unusable, event_from, triage
-from onboarding.service.onboardings import InvalidRequest, OnboardingError
+from onboarding.service.onboardings import EventRefused, InvalidRequest, OnboardingError
 from onboarding.service.spool import DeadLetter
 from onboarding.service.spooling import Deliver, Spooler
 
@@ -108,7 +109,11 @@ class DeadLetters:
     async def keep(self, body: bytes, unusable: Unusable) -> DeadLetter:
         spool = await self._spooler.ready()
         letter = await spool.add_dead_letter(
-            body, unusable.reason, unusable.event_id, unusable.type, datetime.now(UTC)
+            without_dropped_fields(body),
+            unusable.reason,
+            unusable.event_id,
+            unusable.type,
+            datetime.now(UTC),
         )
         logger.warning(
             "webhook %s (%s) kept as dead letter %s: %s",
@@ -151,9 +156,12 @@ class DeadLetters:
 
     async def _deliver_again(self, letter: DeadLetter, verdict: ForUser) -> ReplayResult:
         spool = await self._spooler.ready()
-        result = await self._deliver(
-            verdict.user_id, event_from(verdict.envelope, datetime.now(UTC))
-        )
+        event = event_from(verdict.envelope, datetime.now(UTC))
+        try:
+            result = await self._deliver(verdict.user_id, event)
+        except EventRefused as err:
+            await spool.note_replay_failure(letter.id, str(err))
+            raise StillUnusable(f"dead letter {letter.id} still cannot be used: {err}") from err
         await spool.remove_dead_letter(letter.id)
         outcome: Literal["signalled", "spooled", "onboarding_ended"] = (
             "signalled" if result.outcome == "accepted" else result.outcome

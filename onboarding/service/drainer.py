@@ -19,9 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pydantic import ValidationError
+
 from onboarding.core.backoff import retry_delay
-from onboarding.core.models import Event
-from onboarding.core.webhook_triage import Unusable
+from onboarding.core.models import Event, Source
+from onboarding.core.webhook_triage import Unusable, describe_errors
 from onboarding.service.dead_letters import DeadLetters
 from onboarding.service.onboardings import EventRefused, Onboardings
 from onboarding.service.spool import SpooledEvent, SpoolError
@@ -114,13 +116,28 @@ class Drainer:
         if not batch:
             return False
         self._gate.admit()  # this delivery is the probe if the breaker is half-open
-        chunks = _chunks(batch)
+        chunks = _chunks(await self._readable(batch))
         for n, chunk in enumerate(chunks):
             if not await self._deliver(chunk):
                 # The rest waits with the failed chunk, so the user's order holds.
                 await self._retry_later([item for c in chunks[n:] for item in c])
                 return True
         return True
+
+    async def _readable(self, batch: list[SpooledEvent]) -> list[SpooledEvent]:
+        """The events that still parse. One that does not (written by a release whose event
+        model has changed since) would block its user for ever: it goes to the dead-letter."""
+        readable = []
+        for item in batch:
+            try:
+                Event.model_validate_json(item.payload)
+            except ValidationError as err:
+                reason = f"the spooled event no longer parses: {describe_errors(err.errors())}"
+                await self._dead_letters.keep(item.payload, Unusable(reason, item.event_id, None))
+                await (await self._spooler.ready()).remove([item.seq])
+                continue
+            readable.append(item)
+        return readable
 
     async def _deliver(self, chunk: list[SpooledEvent]) -> bool:
         spool = await self._spooler.ready()
@@ -138,9 +155,7 @@ class Drainer:
                     if not await self._deliver([single]):
                         return False
                 return True
-            await self._dead_letters.keep(
-                chunk[0].payload, Unusable(str(err), chunk[0].event_id, _type_of(chunk[0]))
-            )
+            await self._refused(chunk[0], err)
             await spool.remove([chunk[0].seq])
             self.counts.refused += 1
             return True
@@ -187,6 +202,18 @@ class Drainer:
         pause = retry_delay(self._failures - 1, base=RETRY_BASE / 4, cap=RETRY_CAP / 4, jitter=0.0)
         await asyncio.sleep(pause)
 
+    async def _refused(self, item: SpooledEvent, err: EventRefused) -> None:
+        """Smile's webhooks are kept for an operator; the widget's callbacks (hints the browser
+        sent, not signed by Smile, and not replayable as webhooks) are only logged."""
+        event = Event.model_validate_json(item.payload)
+        if event.source is Source.WEBHOOK:
+            await self._dead_letters.keep(item.payload, Unusable(str(err), event.id, event.type))
+        else:
+            logger.error(
+                "spooled %s event %s (%s) for user %s dropped: %s",
+                event.source.value, event.id, event.type, item.user_id, err,
+            )  # fmt: skip
+
 
 def _chunks(batch: list[SpooledEvent]) -> list[list[SpooledEvent]]:
     """Consecutive runs of at most ``CHUNK_BYTES`` of payload (one event at least), so a
@@ -201,13 +228,6 @@ def _chunks(batch: list[SpooledEvent]) -> list[list[SpooledEvent]]:
             chunks.append([item])
             size = len(item.payload)
     return chunks
-
-
-def _type_of(item: SpooledEvent) -> str | None:
-    try:
-        return Event.model_validate_json(item.payload).type
-    except ValueError:
-        return None
 
 
 def _events(batch: list[SpooledEvent]) -> list[Event]:

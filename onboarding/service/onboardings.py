@@ -109,8 +109,14 @@ class CallbacksNotConfigured(OnboardingError):
 
 
 class EventRefused(OnboardingError):
-    """Temporal refused the signal itself (not its availability): sending it again would fail
-    again, so it is kept in the dead-letter."""
+    """Temporal refused the signal for its size: sending it again would fail again. A single
+    event is kept in the dead-letter; a batch is sent again one event at a time."""
+
+
+# Temporal refuses payloads over its blob size limit (2 MB by default) as an invalid argument.
+# Other invalid arguments (a namespace without the search attributes, say) are configuration
+# problems that a fix cures, so only a signal this large is taken to be refused for its size.
+REFUSED_SIZE = 256 * 1024
 
 
 class TemporalUnavailable(OnboardingError):
@@ -257,9 +263,14 @@ class Onboardings:
         except WorkflowAlreadyStartedError:
             return IngestResult("onboarding_ended", workflow_id)
         except RPCError as err:
-            if err.status is RPCStatusCode.INVALID_ARGUMENT:  # e.g. over Temporal's size limit
-                raise EventRefused(f"Temporal refused the event: {err.message}") from err
-            raise
+            if err.status is RPCStatusCode.INVALID_ARGUMENT:
+                size = sum(len(event.model_dump_json()) for event in events)
+                if size > REFUSED_SIZE:  # over the cluster's payload limit: it always will be
+                    raise EventRefused(
+                        f"Temporal refused {len(events)} event(s) of {size} bytes as an invalid "
+                        "argument (over its payload size limit)"
+                    ) from err
+            raise  # a configuration problem or a bug: the caller keeps the events to retry
         return IngestResult("accepted", workflow_id)
 
     async def start(

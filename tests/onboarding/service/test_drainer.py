@@ -163,3 +163,32 @@ async def test_events_for_an_ended_onboarding_are_dropped(
         await eventually(dropped, timeout=30)
     assert (await onboardings.get(user)).events_total == 1
     await spooler.close()
+
+
+async def test_what_no_longer_parses_goes_to_the_dead_letter_and_a_refused_callback_is_dropped(
+    api_settings: Settings, dev_env: WorkflowEnvironment, dev_worker: None, tmp_path: Path
+) -> None:
+    """Neither may block its user for ever: the user's other events go through."""
+    spooler = Spooler(SqliteSpool(tmp_path / "spool.sqlite3", max_bytes=1 << 30))
+    spool = await spooler.ready()
+    user = unique_user()
+    await spooler.put(user, event(0))
+    stale = event(1).model_dump_json(by_alias=True).replace('"source":"webhook"', '"source":"x"')
+    await spool.put(user, "evt-1", event(1).created_at, stale.encode(), datetime.now(UTC))
+    huge_hint = event(2).model_copy(
+        update={"source": Source.WIDGET, "data": {f"k{i}": "y" * 500 for i in range(6000)}}
+    )
+    await spooler.put(user, huge_hint)
+    await spooler.put(user, event(3))
+    onboardings = Recording(dev_env.client, api_settings)
+    async with draining(spooler, onboardings) as drainer:
+
+        async def settled() -> None:
+            assert (drainer.counts.delivered, drainer.counts.refused) == (2, 1)
+            assert (await spool.stats()).depth == 0
+
+        await eventually(settled, timeout=30)
+    (letter,) = await spool.dead_letters(10)
+    assert letter.event_id == "evt-1" and "no longer parses" in letter.reason
+    assert [e.id for e in (await onboardings.get(user)).events] == ["evt-0", "evt-3"]
+    await spooler.close()
