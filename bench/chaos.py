@@ -11,14 +11,24 @@ outages, against the service as real processes (Temporal dev server, ``onboardin
    ``--temporal-down`` seconds later;
 3. Temporal unreachable for ``--outage`` seconds (5 minutes by default: far beyond Smile's
    retries), stopped or frozen, while webhooks keep coming;
-4. ``kill -9`` of the API while a webhook is in flight, restarted on the same data dir;
-5. two workers and two APIs on one shared spool (a SQLite file, PostgreSQL, or both), Temporal
-   frozen for ``--replica-outage`` seconds and one API and one worker killed meanwhile for good.
+4. Temporal frozen, so the API spools; ``kill -9`` of the API while a webhook is in flight,
+   restarted ``--api-down`` seconds later on the same data dir (a non-empty spool) while
+   Temporal is still frozen; Temporal thawed ``--api-thaw-after`` seconds after the restart,
+   and the restarted API drains what the dead one spooled;
+5. two workers and two APIs on one shared spool (a SQLite file, PostgreSQL, or both): Temporal
+   away for ``--replica-outage`` seconds and one API killed mid-request during it, then one
+   worker killed after the thaw while work flows again; both for good.
+
+Only every ``--duplicate-every``-th user's events are delivered twice on purpose (about
+``--duplicate-rate`` of all events), so the other journeys are delivered once and a lost first
+delivery cannot be repaired by a second; the summary on stderr counts the loss among the events
+delivered once apart.
 
 It prints a markdown table (scenario, events sent, acknowledged, spooled, applied, lost, given up,
 mismatched journeys, duration) on stdout, the timeline of each scenario on stderr, and exits
-non-zero if any acknowledged event was lost or any fully acknowledged journey ended elsewhere
-than expected. ``--work-dir`` keeps every process's log and Temporal's database."""
+non-zero if any acknowledged event was lost, any event was given up by the sender (with Smile,
+lost as well) or any journey ended elsewhere than expected. ``--work-dir`` keeps every
+process's log and Temporal's database."""
 
 from __future__ import annotations
 
@@ -57,6 +67,7 @@ def settings_from(args: argparse.Namespace, scenario: str) -> ChaosSettings:
         retry_delay=args.retry_delay,
         request_timeout=args.request_timeout,
         duplicate_rate=args.duplicate_rate,
+        duplicate_every=args.duplicate_every,
         settle_timeout=args.settle_timeout,
         ingest_timeout=args.ingest_timeout,
         spool_lease=args.spool_lease,
@@ -89,9 +100,16 @@ async def run(args: argparse.Namespace, postgres_url: str | None) -> list[ChaosR
                 await temporal_outage(settings, outage_seconds=args.outage, mode=mode, at=0.1)
             )
         elif number == 4:
-            results.append(await api_kill(settings_from(args, "4"), down_seconds=args.api_down))
+            results.append(
+                await api_kill(
+                    settings_from(args, "4"),
+                    down_seconds=args.api_down,
+                    thaw_after=args.api_thaw_after,
+                )
+            )
         elif number == 5:
-            load = max(args.load_seconds, args.replica_outage / 0.7)
+            # The outage covers 20% to 80% of the load: the worker dies while webhooks come.
+            load = max(args.load_seconds, args.replica_outage / 0.6)
             if args.spool in ("sqlite", "both"):
                 settings = settings_from(args, "5-sqlite").with_(load_seconds=load)
                 results.append(
@@ -138,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     with postgres_database(needs_postgres) as postgres_url:
         results = asyncio.run(run(args, postgres_url))
     print(table(results))
-    bad = [r for r in results if r.lost or r.mismatched_journeys]
+    bad = [r for r in results if r.lost or r.given_up or r.mismatched_journeys]
     for result in bad:
         log(f"FAILED: {result.summary()}")
     return 1 if bad else 0
@@ -182,7 +200,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     add("--attempts", type=int, default=3, help="tries per webhook (Smile: 3)")
     add("--retry-delay", type=float, default=30.0, help="seconds between tries (Smile: ~30)")
     add("--request-timeout", type=float, default=10.0, help="per request (default 10)")
-    add("--duplicate-rate", type=float, default=0.1, help="events delivered twice on purpose")
+    add(
+        "--duplicate-rate",
+        type=float,
+        default=0.1,
+        help="share of the events delivered twice on purpose, about (default 0.1)",
+    )
+    add(
+        "--duplicate-every",
+        type=int,
+        default=3,
+        help="only every N-th user's events are delivered twice, the others once (default 3)",
+    )
     add("--worker-down", type=float, default=10.0, help="scenario 1: seconds without a worker")
     add(
         "--temporal-down",
@@ -198,18 +227,29 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="scenario 3: stop Temporal (connections refused) or freeze it (SIGSTOP: "
         "connections accepted, never answered); default stop",
     )
-    add("--api-down", type=float, default=2.0, help="scenario 4: seconds before the restart")
+    add(
+        "--api-down",
+        type=float,
+        default=2.0,
+        help="scenario 4: seconds between the kill and the restart (Temporal frozen meanwhile)",
+    )
+    add(
+        "--api-thaw-after",
+        type=float,
+        default=5.0,
+        help="scenario 4: seconds Temporal stays frozen after the API's restart (default 5)",
+    )
     add(
         "--replica-outage",
         type=float,
         default=120.0,
-        help="scenario 5: seconds Temporal is away while one API and one worker die",
+        help="scenario 5: seconds Temporal is away; one API dies during it, one worker after",
     )
     add(
         "--replica-outage-mode",
         choices=("stop", "freeze"),
         default="freeze",
-        help="scenario 5: how Temporal is away (default freeze: a drainer may hold leases)",
+        help="scenario 5: how Temporal is away (default freeze: connections hang)",
     )
     add("--ingest-timeout", type=float, default=3.0, help="ONBOARDING_INGEST_TIMEOUT (default 3)")
     add("--spool-lease", type=float, default=3.0, help="ONBOARDING_SPOOL_LEASE (default 3)")

@@ -3,10 +3,16 @@ free port on 127.0.0.1, trust authentication, ``fsync=off``. Nothing is download
 
 initdb and postgres refuse to run as root, and CI runs as root: then they run as the
 ``postgres`` system user (``runuser``) in a temp dir owned by that user. Clients (``createdb``)
-run as whoever we are; they connect over TCP as the ``postgres`` role."""
+run as whoever we are; they connect over TCP as the ``postgres`` role.
+
+``pg_ctl`` daemonises the server (its parent is init, not us), so nothing stops it when we die:
+``start`` registers ``stop`` with :mod:`atexit` (and ``stop`` takes it back), so a run that is
+interrupted, or never reaches its ``stop``, still leaves no server and no temp dir behind when
+the interpreter exits. A ``kill -9`` of the interpreter is beyond that."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import shutil
@@ -86,6 +92,7 @@ class PostgresCluster:
         as_root = os.geteuid() == 0
         owner = _server_user() if as_root else None
         self._dir = Path(tempfile.mkdtemp(prefix="pgcluster-", dir=self.base_dir))
+        atexit.register(self.stop)  # taken back by stop()
         try:
             if owner is not None:
                 os.chown(self._dir, owner.pw_uid, owner.pw_gid)
@@ -105,6 +112,7 @@ class PostgresCluster:
         directory, self._dir = self._dir, None
         if directory is None:
             return
+        atexit.unregister(self.stop)
         try:
             if (directory / "data" / "postmaster.pid").exists():
                 self._server("pg_ctl", "-D", str(directory / "data"), "-m", "immediate", "-w",

@@ -36,6 +36,7 @@ from onboarding.tooling.chaos.scenarios import (
     worker_kill,
 )
 from onboarding.tooling.chaos.sender import Attempt, EventLedger, Sender, SenderConfig
+from onboarding.tooling.chaos.spoolview import SpoolSnapshot, read_spool
 
 __all__ = [
     "JOURNEYS",
@@ -59,6 +60,7 @@ __all__ = [
     "Secrets",
     "Sender",
     "SenderConfig",
+    "SpoolSnapshot",
     "TemporalProcess",
     "WorkerProcess",
     "api_kill",
@@ -66,6 +68,7 @@ __all__ = [
     "count",
     "free_port",
     "plan_load",
+    "read_spool",
     "replicas_kill",
     "run_scenario",
     "running_cluster",

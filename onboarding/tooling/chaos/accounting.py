@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,10 +32,16 @@ class ChaosResult:
       spool while Temporal could not take them), never as ``signalled``;
     - ``applied``: acknowledged events found in their onboarding's event list;
     - ``lost``: acknowledged and not applied (must be 0);
-    - ``given_up``: sent and never acknowledged (the sender's retries ran out);
+    - ``acknowledged_once`` and ``lost_once``: the same two counts for the events the load
+      delivers once only (no on-purpose duplicate, which could repair a lost first delivery);
+    - ``given_up``: sent and never acknowledged (the sender's retries ran out: with Smile,
+      lost as well);
     - ``mismatched_journeys``: journeys whose every event was acknowledged and whose final
-      stage/status is not the expected one (must be 0);
-    - ``applied_unacknowledged``: applied although never acknowledged (the answer was lost)."""
+      stage/status is not the expected one (must be 0); a journey with an event given up is
+      not judged, so a run is only complete with ``given_up == 0``;
+    - ``applied_unacknowledged``: applied although never acknowledged (the answer was lost);
+    - ``facts``: what the scenario measured at its strike (say, requests cut off by a kill,
+      or the rows in the spool just after it), by name."""
 
     scenario: str
     events_planned: int
@@ -50,12 +56,15 @@ class ChaosResult:
     complete_journeys: int  # journeys whose every event was acknowledged
     seconds: float
     applied_unacknowledged: int = 0
+    acknowledged_once: int = 0
+    lost_once: int = 0
     deliveries: int = 0
     attempts: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # failed attempts by cause
     lost_events: list[str] = field(default_factory=list)  # "user/event-id (TYPE)", at most 20
     mismatches: list[str] = field(default_factory=list)  # at most 20
     notes: list[str] = field(default_factory=list)  # what the scenario did, when
+    facts: dict[str, int] = field(default_factory=dict)  # what it measured at its strike
 
     @property
     def acknowledged_ratio(self) -> float:
@@ -79,8 +88,10 @@ class ChaosResult:
         """Everything, for a failing assertion or a log: counts, causes, notes, examples."""
         lines = [
             f"{self.scenario}: {self.events_sent} sent, {self.acknowledged} acknowledged "
-            f"({self.spooled} spooled), {self.applied} applied, {self.lost} lost, "
-            f"{self.given_up} given up, {self.mismatched_journeys} of {self.complete_journeys} "
+            f"({self.spooled} spooled), {self.applied} applied, {self.lost} lost "
+            f"({self.lost_once} of the {self.acknowledged_once} acknowledged events delivered "
+            f"once), {self.given_up} given up, {self.mismatched_journeys} of "
+            f"{self.complete_journeys} "
             f"complete journeys mismatched ({self.journeys} journeys), "
             f"{self.applied_unacknowledged} applied unacknowledged; {self.deliveries} "
             f"deliveries, {self.attempts} attempts in {self.seconds:.1f}s",
@@ -88,6 +99,8 @@ class ChaosResult:
         if self.errors:
             causes = ", ".join(f"{k}: {v}" for k, v in sorted(self.errors.items()))
             lines.append(f"  failed attempts: {causes}")
+        if self.facts:
+            lines.append("  facts: " + ", ".join(f"{k}={v}" for k, v in self.facts.items()))
         lines += [f"  {note}" for note in self.notes]
         lines += [f"  lost: {item}" for item in self.lost_events]
         lines += [f"  mismatch: {item}" for item in self.mismatches]
@@ -166,8 +179,11 @@ def count(
     views: dict[str, dict[str, Any] | None],
     seconds: float,
     notes: Sequence[str] = (),
+    facts: Mapping[str, int] | None = None,
 ) -> ChaosResult:
+    twice = plan.delivered_twice()
     sent = acknowledged = spooled = applied = lost = unacked_applied = 0
+    acknowledged_once = lost_once = 0
     mismatched = complete = 0
     lost_events: list[str] = []
     mismatches: list[str] = []
@@ -186,17 +202,20 @@ def count(
                 unacked_applied += event.event_id in present
                 continue
             acknowledged += 1
+            once = event.event_id not in twice
+            acknowledged_once += once
             if "signalled" not in entry.outcomes and "spooled" in entry.outcomes:
                 spooled += 1
             if event.event_id in present:
                 applied += 1
             else:
                 lost += 1
+                lost_once += once
                 if len(lost_events) < 20:
                     outcomes = ",".join(entry.outcomes)
                     lost_events.append(
                         f"{journey.user_id}/{event.event_id} ({event.type}, acknowledged as "
-                        f"{outcomes or '?'})"
+                        f"{outcomes or '?'}, delivered {'once' if once else 'twice'})"
                     )
         if all_acked:
             complete += 1
@@ -223,10 +242,13 @@ def count(
         complete_journeys=complete,
         seconds=seconds,
         applied_unacknowledged=unacked_applied,
+        acknowledged_once=acknowledged_once,
+        lost_once=lost_once,
         deliveries=sum(e.deliveries for e in sender.ledger.values()),
         attempts=len(sender.attempts()),
         errors=dict(sender.errors()),
         lost_events=lost_events,
         mismatches=mismatches,
         notes=list(notes),
+        facts=dict(facts or {}),
     )

@@ -89,8 +89,10 @@ class Cluster:
             }
             if config.spool_url is not None:
                 env["ONBOARDING_SPOOL_URL"] = config.spool_url
+            # Without a URL: the service's default, spool.sqlite3 in its data dir.
+            spool = config.spool_url or str(data_dir / "spool.sqlite3")
             api = ApiProcess(f"api-{n}", clean_environment(env), self.logs / f"api-{n}.log",
-                             free_port())  # fmt: skip
+                             free_port(), spool)  # fmt: skip
             self.apis.append(api)
 
     @property

@@ -4,7 +4,10 @@ deliveries over time at a steady rate.
 Each user's events go out in the journey's order with ``createdAt`` increasing, at Smile's
 one-second precision; users are interleaved, so every user's journey spans most of the load.
 Some events are delivered twice on purpose (Smile delivers at least once): a second, independent
-delivery of the same signed body a little later."""
+delivery of the same signed body a little later. Only the events of a fixed subset of users get
+one (every third user by default), so the other journeys are delivered once each: a second
+delivery can repair an acknowledged-then-lost first one and so hide it, and these journeys have
+none to hide anything."""
 
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ class Journey:
     user_id: str
     kind: str
     events: tuple[PlannedEvent, ...]
+    duplicated: bool = False  # of the subset of users whose events may be delivered twice
 
     @property
     def expected(self) -> tuple[str, str]:
@@ -73,6 +77,10 @@ class LoadPlan:
     @property
     def events(self) -> list[PlannedEvent]:
         return [event for journey in self.journeys for event in journey.events]
+
+    def delivered_twice(self) -> frozenset[str]:
+        """The ids of the events with an on-purpose second delivery."""
+        return frozenset(d.event.event_id for d in self.deliveries if d.duplicate)
 
 
 def _event_data(event_type: str, user_id: str, account_id: str) -> dict[str, Any]:
@@ -98,17 +106,22 @@ def plan_load(
     *,
     seed: int = 1,
     duplicate_rate: float = 0.1,
+    duplicate_every: int = 3,
     connected_only_every: int = 4,
     run_id: str | None = None,
     start: datetime | None = None,
 ) -> LoadPlan:
     """``users`` journeys whose deliveries are spread evenly over ``seconds``. Every
     ``connected_only_every``-th user stops at ``connected`` (0: none), the others reach
-    ``data_ready``; ``duplicate_rate`` of the events get a second delivery 0.5 to 3 seconds
-    after the first (within the load). User ids carry ``run_id`` (random by default), so runs
-    against one Temporal server never meet."""
+    ``data_ready``. Only every ``duplicate_every``-th user's events (the 2nd, 5th, 8th, … with
+    3; 0: nobody's) may get a second delivery, 0.5 to 3 seconds after the first (within the
+    load), each with the probability that makes about ``duplicate_rate`` of all the events
+    delivered twice; every other user's events are delivered once. User ids carry ``run_id``
+    (random by default), so runs against one Temporal server never meet."""
     if users < 1 or seconds <= 0:
         raise ValueError("a load needs at least one user and a positive duration")
+    if duplicate_every < 0 or not 0.0 <= duplicate_rate <= 1.0:
+        raise ValueError("duplicate_every must be >= 0 and duplicate_rate within [0, 1]")
     rng = random.Random(seed)  # noqa: S311 - a reproducible load, not a secret
     run_id = run_id or uuid.uuid4().hex[:8]
     base = (start or datetime.now(UTC)).replace(microsecond=0)
@@ -116,6 +129,11 @@ def plan_load(
         CONNECTED_ONLY if connected_only_every and i % connected_only_every == 3 else WITH_DATA
         for i in range(users)
     ]
+    duplicated = [
+        bool(duplicate_every) and u % duplicate_every == 1 % duplicate_every for u in range(users)
+    ]
+    # Within the subset: the share that makes about duplicate_rate of all events twice sent.
+    duplicate_chance = min(1.0, duplicate_rate * duplicate_every)
     types = [JOURNEYS[kind][0] for kind in kinds]
     # Round-robin over the users: round r sends every user's r-th event.
     order = [(u, r) for r in range(max(len(t) for t in types)) for u in range(users)
@@ -143,12 +161,12 @@ def plan_load(
             }
             body = json.dumps(envelope, separators=(",", ":")).encode()
             events.append(PlannedEvent(event_id, user_id, event_type, created, body))
-        journeys.append(Journey(user_id, kind, tuple(events)))
+        journeys.append(Journey(user_id, kind, tuple(events), duplicated[u]))
     deliveries = [
         Delivery(offsets[(u, r)], journeys[u].events[r], duplicate=False) for (u, r) in order
     ]
-    for delivery in list(deliveries):
-        if rng.random() < duplicate_rate:
+    for (u, _), delivery in zip(order, list(deliveries), strict=True):
+        if duplicated[u] and rng.random() < duplicate_chance:
             later = min(delivery.at + rng.uniform(0.5, 3.0), seconds)
             deliveries.append(Delivery(later, delivery.event, duplicate=True))
     deliveries.sort(key=lambda d: d.at)

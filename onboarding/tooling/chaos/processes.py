@@ -26,6 +26,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from onboarding.service.temporal import connect
 from onboarding.tooling.devserver import TemporalDevServer
@@ -206,6 +208,8 @@ class TemporalProcess(ManagedProcess):
         # Headless: no web UI to serve, one port fewer to keep free across restarts.
         command = [*self.dev.command(), "--headless"]
         super().__init__("temporal", command, clean_environment(), log_file, data_dir)
+        # One client per start of the server, kept for every health check of that start.
+        self._client: Client | None = None
 
     @property
     def address(self) -> str:
@@ -215,16 +219,27 @@ class TemporalProcess(ManagedProcess):
     def db_file(self) -> Path:
         return self.dev.db_file
 
+    async def start(self) -> None:
+        self._client = None  # a new server: connect again (the old client is dropped)
+        await super().start()
+
     async def healthy(self) -> bool:
+        """Whether the server answers a health check. The port is probed first, so nothing
+        connects before the server listens; the client connected then is reused by every later
+        check until the server is started again."""
         self.check_alive()
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.dev.ip, self.dev.port), 2
-            )
-            writer.close()
-            client = await asyncio.wait_for(connect(self.address, use_environment=False), 5)
-            return await client.service_client.check_health(timeout=timedelta(seconds=3))
-        except (OSError, RuntimeError, TimeoutError):
+            if self._client is None:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.dev.ip, self.dev.port), 2
+                )
+                writer.close()
+                await writer.wait_closed()
+                self._client = await asyncio.wait_for(
+                    connect(self.address, use_environment=False), 5
+                )
+            return await self._client.service_client.check_health(timeout=timedelta(seconds=3))
+        except (OSError, RuntimeError, TimeoutError, RPCError):
             return False
 
     async def wait_ready(self, within: float = 60.0) -> None:
@@ -250,10 +265,14 @@ class WorkerProcess(ManagedProcess):
 
 
 class ApiProcess(ManagedProcess):
-    """``onboarding api`` on a fixed port (the same after every restart)."""
+    """``onboarding api`` on a fixed port (the same after every restart). ``spool_location``:
+    where its spool is (a SQLite path or URL, or a PostgreSQL URL), for an observer's look."""
 
-    def __init__(self, name: str, env: Mapping[str, str], log_file: Path, port: int) -> None:
+    def __init__(
+        self, name: str, env: Mapping[str, str], log_file: Path, port: int, spool_location: str
+    ) -> None:
         self.port = port
+        self.spool_location = spool_location
         super().__init__(name, [str(ONBOARDING), "api", "--port", str(port)], env, log_file)
 
     @property

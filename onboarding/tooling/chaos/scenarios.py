@@ -8,12 +8,15 @@ them in seconds and ``bench/chaos.py`` in minutes.
    SQLite file;
 3. :func:`temporal_outage`: Temporal unreachable (stopped, or frozen: a hung server) for longer
    than the sender's retries, while the sender keeps sending;
-4. :func:`api_kill`: ``kill -9`` of the API while a request is in flight, restarted on the same
-   data dir (its spool);
+4. :func:`api_kill`: Temporal frozen, so the API spools; then ``kill -9`` of the API while a
+   request is in flight, a restart on the same data dir while Temporal is still frozen, and
+   Temporal thawed: the restarted API's drainer delivers what the dead one spooled (a restart
+   with a non-empty spool);
 5. :func:`replicas_kill`: two workers and two APIs sharing one spool (SQLite file or
-   PostgreSQL); Temporal hangs for a while and one API and one worker are killed during it
-   and stay dead: the survivors take everything, the killed API's spooled (and leased) events
-   included."""
+   PostgreSQL); Temporal hangs for a while and one API is killed during it, mid-request, with
+   events of its own in the spool; after the thaw, while work flows again, one worker is
+   killed. Both stay dead: the survivors take everything, the dead API's spooled events
+   included (whether it held leases at its death is read from the spool and recorded)."""
 
 from __future__ import annotations
 
@@ -29,7 +32,9 @@ from typing import Any, Literal
 from onboarding.tooling.chaos.accounting import ChaosResult, count, settle
 from onboarding.tooling.chaos.cluster import Cluster, ClusterConfig, running_cluster
 from onboarding.tooling.chaos.journeys import LoadPlan, plan_load
+from onboarding.tooling.chaos.processes import ApiProcess
 from onboarding.tooling.chaos.sender import Sender, SenderConfig
+from onboarding.tooling.chaos.spoolview import read_spool
 
 OutageMode = Literal["stop", "freeze"]
 
@@ -44,7 +49,8 @@ class ChaosSettings:
     attempts: int = 3  # Smile: one try and two retries
     retry_delay: float = 30.0  # Smile: about 30 s
     request_timeout: float = 10.0  # like Smile's
-    duplicate_rate: float = 0.1  # events delivered twice on purpose
+    duplicate_rate: float = 0.1  # about this share of the events is delivered twice on purpose,
+    duplicate_every: int = 3  # all of them every third user's (the others' are sent once each)
     settle_timeout: float = 120.0  # after the load, how long every user may take to settle
     ingest_timeout: float = 3.0  # ONBOARDING_INGEST_TIMEOUT
     spool_lease: float = 3.0  # ONBOARDING_SPOOL_LEASE (short: leases of a killed API lapse soon)
@@ -63,6 +69,7 @@ class Timeline:
     log: Callable[[str], None] | None
     started: float = field(default_factory=time.monotonic)
     notes: list[str] = field(default_factory=list)
+    facts: dict[str, int] = field(default_factory=dict)  # measured at the strike, by name
 
     def note(self, text: str) -> None:
         line = f"t={time.monotonic() - self.started:5.1f}s {text}"
@@ -101,6 +108,7 @@ async def run_scenario(
             settings.load_seconds,
             seed=settings.seed,
             duplicate_rate=settings.duplicate_rate,
+            duplicate_every=settings.duplicate_every,
         )
         sender = Sender(
             SenderConfig(
@@ -134,10 +142,28 @@ async def run_scenario(
             within=settings.settle_timeout,
         )
         timeline.note("read back")
+        await _wait_drained(cluster, timeline, within=settings.settle_timeout)
         seconds = time.monotonic() - timeline.started
-        result = count(name, plan, sender, views, seconds, timeline.notes)
+        result = count(name, plan, sender, views, seconds, timeline.notes, timeline.facts)
     say(result.summary())
     return result
+
+
+async def _wait_drained(cluster: Cluster, timeline: Timeline, *, within: float) -> None:
+    """Until every spool is empty (a drainer removes an event only once Temporal has it), or
+    the deadline; records ``spool_rows_at_end``. An event applied through another way (an
+    on-purpose duplicate) may still wait there for its drainer's next try."""
+    locations = sorted({api.spool_location for api in cluster.apis})
+    deadline = time.monotonic() + within
+    while True:
+        rows = 0
+        for location in locations:
+            rows += (await read_spool(location, None)).rows
+        if rows == 0 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.25)  # polling interval; the deadline above bounds the wait
+    timeline.facts["spool_rows_at_end"] = rows
+    timeline.note("every spool empty" if rows == 0 else f"{rows} event(s) still spooled")
 
 
 def _base_config(settings: ChaosSettings, **changes: object) -> ClusterConfig:
@@ -261,31 +287,77 @@ async def _outage(
 # --- 4 ------------------------------------------------------------------------------------------
 
 
+async def _kill_api_mid_request(
+    sender: Sender, timeline: Timeline, api: ApiProcess, *, within: float
+) -> float:
+    """``kill -9`` of ``api`` as soon as a request has been in flight to it for 50 ms (one
+    waiting for Temporal, most likely), or failing that any request it has started on; then a
+    look at its spool. Records ``caught_in_flight`` (1: a request was in flight at the kill),
+    ``spooled_by_killed_api`` (events it had answered ``spooled``), ``spool_rows_at_kill`` and
+    ``leased_by_killed_api`` (rows of the spool, and those under a live lease of its drainer,
+    read right after the kill). Returns the moment of the kill (monotonic)."""
+    caught = await sender.wait_in_flight(api.url, older_than=0.05, within=within)
+    caught = caught or await sender.wait_in_flight(api.url, within=within)
+    pid = api.pid
+    killed_at = time.monotonic()
+    await api.kill9()
+    snapshot = await read_spool(api.spool_location, pid)
+    spooled = sender.acknowledged_by(api.url, "spooled", finished_before=killed_at)
+    timeline.facts.update(
+        caught_in_flight=int(caught),
+        spooled_by_killed_api=len(spooled),
+        spool_rows_at_kill=snapshot.rows,
+        leased_by_killed_api=snapshot.leased_by,
+    )
+    timeline.note(
+        f"kill -9 {api.name} " + ("mid-request" if caught else "(no request seen in flight)")
+        + f"; it had answered {len(spooled)} event(s) 'spooled'; the spool holds "
+        f"{snapshot.rows} event(s), {snapshot.leased_by} under a live lease of {api.name}"
+        f"{'' if snapshot.leased_by else ' (its drainer held none)'}"
+    )  # fmt: skip
+    return killed_at
+
+
+def _note_cut_off(sender: Sender, timeline: Timeline, api: ApiProcess, killed_at: float) -> None:
+    """Once the requests to the killed API have ended: how many the kill broke off."""
+    cut = len(sender.cut_off(api.url, killed_at))
+    timeline.facts["requests_cut_by_kill"] = cut
+    timeline.note(f"{cut} request(s) in flight to {api.name} cut off by the kill")
+
+
 async def api_kill(
-    settings: ChaosSettings, *, down_seconds: float = 0.0, at: float = 0.4
+    settings: ChaosSettings, *, down_seconds: float = 0.0, thaw_after: float = 3.0, at: float = 0.4
 ) -> ChaosResult:
-    """``kill -9`` of the API while a webhook is in flight to it (once ``at`` of the load is
-    sent); restarted on the same data dir, and so the same spool, ``down_seconds`` later.
-    Nothing acknowledged may be lost; what was cut off is retried by the sender."""
+    """A restart with a non-empty spool, with real processes. Once ``at`` of the load is sent,
+    Temporal is frozen (SIGSTOP), so the API spools what it cannot signal; once it has answered
+    an event ``spooled``, it is killed with ``kill -9`` while a webhook is in flight to it
+    (most likely one waiting for Temporal), restarted on the same data dir, and so the same
+    SQLite spool, ``down_seconds`` later while Temporal is still frozen; Temporal is thawed
+    ``thaw_after`` seconds after the restart (meanwhile the restarted API spools too). The
+    restarted API's drainer must deliver what the dead one spooled. Nothing acknowledged may be
+    lost; what was cut off or refused meanwhile is retried by the sender, whose retries must
+    outlast the restart."""
 
     async def fault(cluster: Cluster, sender: Sender, timeline: Timeline) -> None:
         await sender.wait_progress(at)
-        api = cluster.apis[0]
-        caught = await sender.wait_in_flight(api.url)
-        killed_at = time.monotonic()
-        await api.kill9()
-        timeline.note(f"kill -9 {api.name}" + (" mid-request" if caught else " (between requests)"))
+        api, temporal = cluster.apis[0], cluster.temporal
+        temporal.freeze()
+        frozen_at = time.monotonic()
+        timeline.note("temporal frozen (SIGSTOP): the API spools what it cannot signal")
+        within = settings.ingest_timeout + settings.request_timeout + 20.0
+        if await sender.wait_acknowledged(api.url, "spooled", after=frozen_at, within=within):
+            timeline.note(f"{api.name} answered an event 'spooled'")
+        killed_at = await _kill_api_mid_request(sender, timeline, api, within=5.0)
         await _pause(down_seconds)
         await api.start()
         await api.wait_ready()
-        timeline.note(f"{api.name} restarted on the same data dir, answering")
-        cut = sum(
-            1
-            for a in sender.attempts()
-            if a.url == api.url and a.started < killed_at and (a.finished or killed_at) >= killed_at
-            and not a.acknowledged
-        )  # fmt: skip
-        timeline.note(f"{cut} request(s) in flight cut off by the kill")
+        timeline.note(f"{api.name} restarted on the same data dir (Temporal still frozen)")
+        await _pause(thaw_after)
+        temporal.thaw()
+        timeline.note("temporal thawed (SIGCONT)")
+        await temporal.wait_ready()
+        timeline.note("temporal answering")
+        _note_cut_off(sender, timeline, api, killed_at)
 
     with _work_dir(settings.work_dir) as work_dir:
         return await run_scenario(
@@ -303,30 +375,50 @@ async def replicas_kill(
     spool_label: str | None = None,
     outage_seconds: float = 10.0,
     outage_mode: OutageMode = "freeze",
-    at: float = 0.3,
+    at: float = 0.2,
+    flowing_within: float = 20.0,
 ) -> ChaosResult:
     """Two workers and two APIs on one Temporal server, both APIs on one spool: ``spool_url``
     (e.g. a PostgreSQL database), or by default one SQLite file in the work dir. From ``at`` of
-    the load, Temporal is away for ``outage_seconds`` (frozen by default, so the APIs spool and
-    a drainer may be holding leases); halfway through, ``api-1`` (while a request is in flight
-    to it) and ``worker-1`` are killed with ``kill -9`` and stay dead. The sender alternates its
-    attempts between the APIs, so a retry reaches the survivor, which must also deliver what
-    the dead API spooled once its leases lapse."""
+    the load, Temporal is away for ``outage_seconds`` (frozen by default), so both APIs spool.
+    Halfway through, ``api-1`` is killed with ``kill -9`` while a request is in flight to it,
+    with events it spooled in the shared spool; whether its drainer held leases then is read
+    from the spool and recorded. Once Temporal is back and the survivor signals directly again
+    (``flowing_within`` seconds at most), while the load goes on, ``worker-1`` is killed with
+    ``kill -9``. Both stay dead. The sender alternates its attempts between the APIs, so a
+    retry reaches the survivor, which must also deliver what the dead API spooled; the other
+    worker takes every workflow."""
 
     async def fault(cluster: Cluster, sender: Sender, timeline: Timeline) -> None:
         await sender.wait_progress(at)
-        api, worker = cluster.apis[0], cluster.workers[0]
+        (api, survivor), worker = cluster.apis, cluster.workers[0]
+        killed_at = 0.0
 
-        async def kill_one_of_each() -> None:
-            caught = await sender.wait_in_flight(api.url, within=min(2.0, outage_seconds / 4))
-            await api.kill9()
-            await worker.kill9()
-            timeline.note(
-                f"kill -9 {api.name}{' mid-request' if caught else ''} and {worker.name}; "
-                "they stay dead"
+        async def kill_api() -> None:
+            nonlocal killed_at
+            killed_at = await _kill_api_mid_request(
+                sender, timeline, api, within=min(2.0, outage_seconds / 4)
             )
 
-        await _outage(cluster, timeline, outage_seconds, outage_mode, during=kill_one_of_each)
+        await _outage(cluster, timeline, outage_seconds, outage_mode, during=kill_api)
+        back = time.monotonic()
+        flowing = await sender.wait_acknowledged(
+            survivor.url, "signalled", after=back, within=flowing_within
+        )
+        await worker.kill9()
+        left = len(sender.plan.deliveries) - sender.started_deliveries
+        snapshot = await read_spool(api.spool_location, None)
+        timeline.facts.update(
+            worker_killed_while_signalling=int(flowing), deliveries_left_at_worker_kill=left
+        )
+        timeline.note(
+            f"kill -9 {worker.name} after the thaw, "
+            + (f"{survivor.name} signalling directly again" if flowing
+               else f"no direct signal from {survivor.name} yet")
+            + f", {left} deliveries still to start, {snapshot.rows} event(s) still spooled; "
+            f"{api.name} and {worker.name} stay dead"
+        )  # fmt: skip
+        _note_cut_off(sender, timeline, api, killed_at)
 
     with _work_dir(settings.work_dir) as work_dir:
         url = spool_url or f"sqlite:///{(work_dir / 'shared-spool.sqlite3').resolve()}"
@@ -339,6 +431,7 @@ SCENARIOS: dict[int, str] = {
     1: "worker kill -9",
     2: "Temporal kill -9",
     3: "Temporal unreachable longer than the sender's retries",
-    4: "API kill -9 mid-request",
-    5: "two workers and two APIs on one shared spool, one of each killed",
+    4: "API kill -9 mid-request with a non-empty spool, restarted on it",
+    5: "two workers and two APIs on one shared spool, one API killed during an outage and "
+    "one worker after it",
 }

@@ -112,7 +112,9 @@ class Sender:
         self, url: str, older_than: float = 0.003, within: float = 2.0
     ) -> bool:
         """Until a request to ``url`` has been waiting for its answer for ``older_than``
-        seconds (it has reached the server, which is working on it); False at the deadline."""
+        seconds (it has reached the server, which is working on it); False at the deadline.
+        Returns without yielding to the event loop once it sees one, so a signal sent right
+        after reaches the server before this process reads any answer."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             now = time.monotonic()
@@ -121,6 +123,48 @@ class Sender:
                 return True
             await asyncio.sleep(0.001)  # polling interval; the deadline above bounds the wait
         return False
+
+    async def wait_acknowledged(
+        self, url: str, outcome: str, *, after: float = 0.0, within: float = 10.0
+    ) -> bool:
+        """Until ``url`` has answered an attempt started at or after ``after`` (monotonic) with
+        2xx and ``outcome``; False at the deadline."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self.acknowledged_by(url, outcome, started_after=after):
+                return True
+            await asyncio.sleep(0.02)  # polling interval; the deadline above bounds the wait
+        return False
+
+    def acknowledged_by(
+        self,
+        url: str,
+        outcome: str,
+        *,
+        started_after: float = 0.0,
+        finished_before: float = float("inf"),
+    ) -> set[str]:
+        """Ids of the events ``url`` acknowledged with ``outcome`` in an attempt started at or
+        after ``started_after`` and answered before ``finished_before`` (monotonic)."""
+        return {
+            entry.event.event_id
+            for entry in self.ledger.values()
+            for a in entry.attempts
+            if a.url == url and a.acknowledged and a.outcome == outcome
+            and a.started >= started_after
+            and a.finished is not None and a.finished < finished_before
+        }  # fmt: skip
+
+    def cut_off(self, url: str, at: float) -> list[Attempt]:
+        """Attempts to ``url`` that were waiting for their answer at ``at`` (monotonic) and
+        ended without one because the connection broke (not a refused or timed-out connect,
+        not a time-out): the server died while working on them."""
+        return [
+            a for a in self.attempts()
+            if a.url == url and a.started < at and a.finished is not None and a.finished >= at
+            and a.status is None and a.error is not None
+            and a.error != "ConnectError" and "Timeout" not in a.error
+        ]  # fmt: skip
 
     # --- sending -----------------------------------------------------------------------------
 
