@@ -80,9 +80,12 @@ class Drainer:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             for n in range(self._concurrency):
-                group.create_task(self._loop(), name=f"drainer-{n}")
+                group.create_task(self._loop(polls=n == 0), name=f"drainer-{n}")
 
-    async def _loop(self) -> None:
+    async def _loop(self, polls: bool) -> None:
+        """One loop polls the spool while it is idle; the others wait until there is work
+        (an event spooled here, or a backlog the poller found), so an idle API asks its
+        spool once a second, not once per loop."""
         while True:
             try:
                 busy = await self._drain_one()
@@ -97,13 +100,18 @@ class Drainer:
             except Exception:  # never let one bad turn stop the drain
                 logger.exception("draining the spool failed; trying again")
                 busy = False
-            if not busy:
-                await self._idle()
+            if busy:
+                self._spooler.wakeup.set()  # there may be more: the other loops help
+            else:
+                await self._idle(polls)
 
-    async def _idle(self) -> None:
+    async def _idle(self, polls: bool) -> None:
         wakeup = self._spooler.wakeup
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), IDLE_POLL)
+        if polls:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), IDLE_POLL)
+        else:
+            await wakeup.wait()
         wakeup.clear()
 
     async def _drain_one(self) -> bool:
