@@ -71,6 +71,7 @@ from onboarding.core.signatures import sign
 from onboarding.service.onboardings import initial_search_attributes
 from onboarding.service.settings import Settings
 from onboarding.tooling.devserver import TemporalDevServer
+from onboarding.tooling.ports import free_port
 from onboarding.tooling.serving import serving
 from onboarding.tooling.simulate import SimulationConfig, SimulationResult, simulate
 from onboarding.tooling.smile_standin import create_standin_app
@@ -83,14 +84,6 @@ SECRET, ADMIN, CALLBACK = "bench-webhook-secret", "bench-admin-token", "bench-ca
 SMILE_KEY, SMILE_SECRET = "bench-key", "bench-secret"
 BURST = ("IDENTITY_ADDED", "EMPLOYMENTS_ADDED", "INCOMES_ADDED")
 console = Console()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def envelope(user: str, event_type: str, offset: int = 0) -> dict[str, object]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -28,6 +27,7 @@ from onboarding.service.settings import Settings
 from onboarding.service.worker import build_worker
 from onboarding.tooling.binaries import temporal_cli, temporal_test_server
 from onboarding.tooling.pgcluster import PostgresCluster
+from onboarding.tooling.ports import free_port
 from onboarding.tooling.serving import serving
 from onboarding.tooling.smile_standin import StandinState, create_standin_app
 from workflows import search_attributes
@@ -40,12 +40,6 @@ ADMIN_TOKEN = "admin-token-for-tests"
 CALLBACK_SECRET = "callback-secret-for-tests"
 SMILE_KEY = "smile-test-key"
 SMILE_SECRET = "smile-test-secret-value"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Standin:

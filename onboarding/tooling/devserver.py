@@ -40,11 +40,12 @@ def ensure_port_free(host: str, port: int, what: str, option: str) -> None:
             ) from None
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the parent dies, even by SIGKILL, so nothing is orphaned."""
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """In the child, before exec: get ``sig`` if the parent dies, even by SIGKILL, so nothing
+    is orphaned."""
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, sig)
 
 
 class TemporalDevServer:
@@ -100,7 +101,7 @@ class TemporalDevServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us; we stop the server in order
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()

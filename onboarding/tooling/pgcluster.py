@@ -16,11 +16,12 @@ import atexit
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
+
+from onboarding.tooling.ports import free_port
 
 INSTALL_HINT = "install them with `apt-get install postgresql`"
 SERVER_USER = "postgres"
@@ -57,12 +58,6 @@ def server_bindir() -> Path:
 
 def _version(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in name.split(".") if part.isdigit())
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PostgresCluster:
@@ -150,7 +145,7 @@ class PostgresCluster:
         assert self._dir is not None
         log = self._dir / "postgres.log"
         for attempt in range(1, START_ATTEMPTS + 1):
-            port = _free_port()
+            port = free_port()
             options = f"-p {port} -c listen_addresses=127.0.0.1 -k {self._dir} -c fsync=off"
             try:
                 # -l: postgres writes to the log, not to our pipes (else we would wait for it).

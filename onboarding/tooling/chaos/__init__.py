@@ -22,7 +22,6 @@ from onboarding.tooling.chaos.processes import (
     TemporalProcess,
     WorkerProcess,
     clean_environment,
-    free_port,
 )
 from onboarding.tooling.chaos.scenarios import (
     SCENARIOS,
@@ -37,6 +36,7 @@ from onboarding.tooling.chaos.scenarios import (
 )
 from onboarding.tooling.chaos.sender import Attempt, EventLedger, Sender, SenderConfig
 from onboarding.tooling.chaos.spoolview import SpoolSnapshot, read_spool
+from onboarding.tooling.ports import free_port
 
 __all__ = [
     "JOURNEYS",

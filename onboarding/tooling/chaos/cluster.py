@@ -16,8 +16,8 @@ from onboarding.tooling.chaos.processes import (
     TemporalProcess,
     WorkerProcess,
     clean_environment,
-    free_port,
 )
+from onboarding.tooling.ports import free_port
 from onboarding.tooling.serving import serving
 from onboarding.tooling.smile_standin import create_standin_app
 

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +28,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from onboarding.service.temporal import connect
-from onboarding.tooling.devserver import TemporalDevServer
+from onboarding.tooling.devserver import TemporalDevServer, die_with_parent
+from onboarding.tooling.ports import free_port
 
 ONBOARDING = Path(sys.executable).parent / "onboarding"
 """The ``onboarding`` console script of the running environment."""
@@ -41,12 +40,6 @@ SERVICE_ENV_PREFIXES = ("SMILE_", "ONBOARDING_", "TEMPORAL_")
 
 class ProcessError(RuntimeError):
     """A managed process could not be started or did not become ready."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -60,9 +53,7 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 def _killed_with_parent() -> None:
     """In the child, before exec: ``SIGKILL`` when the parent dies (``SIGKILL`` rather than
     ``SIGTERM``: a frozen child would not act on ``SIGTERM`` until continued)."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    die_with_parent(signal.SIGKILL)
 
 
 async def poll(
