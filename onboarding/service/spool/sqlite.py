@@ -20,6 +20,8 @@ ones before it: a user whose events hold a live lease is never chosen again befo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import sqlite3
 import time
 import uuid
@@ -27,7 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from onboarding.service.spool.base import (
     DeadLetter,
@@ -179,7 +181,7 @@ class SqliteSpool(Spool):
         row = (user_id, event_id, epoch(created_at), epoch(now), payload, len(payload))
 
         def put(conn: sqlite3.Connection) -> None:
-            (total,) = conn.execute("SELECT bytes FROM spool_meta WHERE id = 1").fetchone()
+            (total,) = _one(conn, "SELECT bytes FROM spool_meta WHERE id = 1")
             if total + len(payload) > self.max_bytes:
                 raise SpoolFull(
                     f"the spool holds {total} bytes; {len(payload)} more would exceed "
@@ -200,13 +202,13 @@ class SqliteSpool(Spool):
 
         def peek(conn: sqlite3.Connection) -> bool:
             # A read first: an idle drainer polling an empty spool takes no write lock.
-            return conn.execute(FIRST_USER, args).fetchone() is not None
+            return _one(conn, FIRST_USER, args) is not None
 
         def claim(conn: sqlite3.Connection) -> list[SpooledEvent]:
-            row = conn.execute(FIRST_USER, args).fetchone()
+            row = _one(conn, FIRST_USER, args)
             if row is None:
                 return []
-            rows = conn.execute(CLAIM, {**args, "user_id": row[0]}).fetchall()
+            rows = _all(conn, CLAIM, {**args, "user_id": row[0]})
             return sorted((event_from_row(r) for r in rows), key=lambda e: (e.created_at, e.seq))
 
         if limit <= 0 or not await self._call(peek):
@@ -215,32 +217,37 @@ class SqliteSpool(Spool):
 
     async def remove(self, seqs: Sequence[int]) -> None:
         if seqs:
+            listed = json.dumps(list(seqs))
             await self._write(
-                lambda conn: conn.executemany(
-                    "DELETE FROM spool_events WHERE seq = ?", [(s,) for s in seqs]
+                lambda conn: _all(
+                    conn,
+                    "DELETE FROM spool_events WHERE seq IN (SELECT value FROM json_each(?))",
+                    (listed,),
                 )
             )
 
     async def release(self, seqs: Sequence[int], retry_at: datetime) -> None:
         if seqs:
-            rows = [(epoch(retry_at), s) for s in seqs]
+            args = (epoch(retry_at), json.dumps(list(seqs)))
             await self._write(
-                lambda conn: conn.executemany(
+                lambda conn: _all(
+                    conn,
                     "UPDATE spool_events SET attempts = attempts + 1, lease_owner = NULL,"
-                    " lease_until = ? WHERE seq = ?",
-                    rows,
+                    " lease_until = ? WHERE seq IN (SELECT value FROM json_each(?))",
+                    args,
                 )
             )
 
     async def stats(self) -> SpoolStats:
         def stats(conn: sqlite3.Connection) -> SpoolStats:
             # One statement: one snapshot.
-            depth, size, oldest, letters = conn.execute(
+            depth, size, oldest, letters = _one(
+                conn,
                 "SELECT (SELECT COUNT(*) FROM spool_events),"
                 " (SELECT COALESCE(SUM(size), 0) FROM spool_events),"
                 " (SELECT MIN(spooled_at) FROM spool_events),"
-                " (SELECT COUNT(*) FROM dead_letters)"
-            ).fetchone()
+                " (SELECT COUNT(*) FROM dead_letters)",
+            )
             return SpoolStats(depth, size, utc(oldest) if oldest is not None else None, letters)
 
         return await self._call(stats)
@@ -282,11 +289,11 @@ class SqliteSpool(Spool):
         if after is not None:  # a place, not a letter: see LETTERS_AFTER
             query = LETTERS_AFTER
             args |= {"at": epoch(after[0]), "id": after[1]}
-        rows = await self._call(lambda conn: conn.execute(query, args).fetchall())
+        rows = await self._call(lambda conn: _all(conn, query, args))
         return [letter_from_row(r) for r in rows]
 
     async def dead_letter(self, id_: str) -> DeadLetter | None:
-        row = await self._call(lambda conn: conn.execute(LETTER, {"id": id_}).fetchone())
+        row = await self._call(lambda conn: _one(conn, LETTER, {"id": id_}))
         return letter_from_row(row) if row is not None else None
 
     async def remove_dead_letter(self, id_: str) -> bool:
@@ -375,6 +382,20 @@ class SqliteSpool(Spool):
             return await asyncio.get_running_loop().run_in_executor(executor, work)
         except (sqlite3.Error, OSError) as err:
             raise SpoolUnavailable(f"the SQLite spool at {self.path} failed: {err}") from err
+
+
+# Every statement runs to its end and its cursor is closed before the next one: a statement
+# left part-way (a ``fetchone`` of a SELECT) keeps a read open, and SQLite then reported API
+# misuse under load in a later ``executemany`` (lists of seqs now go as one JSON array).
+def _one(conn: sqlite3.Connection, sql: str, args: Any = ()) -> Any:
+    with contextlib.closing(conn.execute(sql, args)) as cursor:
+        rows = cursor.fetchall()
+    return rows[0] if rows else None
+
+
+def _all(conn: sqlite3.Connection, sql: str, args: Any = ()) -> list[Any]:
+    with contextlib.closing(conn.execute(sql, args)) as cursor:
+        return cursor.fetchall()
 
 
 def _statements(script: str) -> list[str]:
