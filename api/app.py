@@ -17,9 +17,10 @@ from api import problems
 from api.client_ip import parse_networks
 from api.deps import Ingest
 from api.limits import BodySizeLimit
-from api.routes import callbacks, dead_letters, health, onboardings, webhooks
+from api.routes import callbacks, dead_letters, health, notices, onboardings, webhooks
 from onboarding.service.dead_letters import DeadLetterNotFound, DeadLetters, StillUnusable
 from onboarding.service.drainer import Drainer
+from onboarding.service.notices import NoticesClosed
 from onboarding.service.onboardings import (
     BadPageToken,
     CallbacksNotConfigured,
@@ -52,6 +53,7 @@ _STATUS_FOR: dict[type[OnboardingError], int] = {
     StillUnusable: 422,
     SmileCallFailed: 502,
     CallbacksNotConfigured: 500,
+    NoticesClosed: 409,
 }
 
 
@@ -144,6 +146,7 @@ def create_app(
     app.include_router(onboardings.router)
     app.include_router(callbacks.router)
     app.include_router(dead_letters.router)
+    app.include_router(notices.router)
 
     def limit_for(path: str) -> int:
         if path == "/webhooks/smile":

@@ -18,14 +18,16 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.notices import StallNotice, notify_stalled
+    from activities.notify import NOTICE_ENDPOINT_UNAVAILABLE, NoticeSender, OutgoingNotice
     from activities.smile import SmileActivities
     from activities.smile_errors import SmileNotFound
     from activities.smile_models import LinkToken
-    from onboarding.core import lifecycle
+    from onboarding.core import lifecycle, notices
     from onboarding.core.error_types import ONBOARDING_ENDED, SMILE_CALL_FAILED
     from onboarding.core.identity import workflow_id_for
     from onboarding.core.lifecycle import (
         CLOCK_TOLERANCE,
+        Announce,
         CancelRequested,
         ClockTick,
         Command,
@@ -44,10 +46,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from onboarding.core.models import (
         CancelRequest,
+        Change,
         EventBatch,
         Lifecycle,
+        NoticeLog,
+        NoticeRecord,
         OnboardingInput,
         OnboardingView,
+        RedeliverRequest,
         Source,
         Stage,
         StartRequest,
@@ -64,7 +70,13 @@ with workflow.unsafe.imports_passed_through():
         presented_accounts,
     )
     from workflows import search_attributes
-    from workflows.policies import CREATE_TOKEN, NOTICE, RECONCILE, RECONCILE_NOW
+    from workflows.policies import (
+        CREATE_TOKEN,
+        DELIVER_NOTICE,
+        NOTICE,
+        RECONCILE,
+        RECONCILE_NOW,
+    )
 
 # The events signal's name: signal-with-start takes a name, not a method, so both sides use this.
 INGEST_SIGNAL = "ingest"
@@ -96,12 +108,17 @@ class OnboardingWorkflow:
         # The token pre-fetched after onTokenExpired, until the next link-token request takes
         # it. Its value is in that activity's result in history, as every token's is.
         self._prefetched: LinkToken | None = None
+        # Notices to the customer's backend, delivered one at a time in sequence order by
+        # one task; carried by continue-as-new with what is still to deliver.
+        self._notices = input.notices.model_copy(deep=True) if input.notices else NoticeLog()
+        self._delivery: asyncio.Task[None] | None = None
 
     # --- run loop ----------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingView:
         self._feed(Resumed())
+        self._deliver_notices()  # what a previous run left to deliver
         while not self._ended:
             self._arm_timer()
             # Continue-as-new waits for running handlers, but the clock keeps being served.
@@ -119,15 +136,19 @@ class OnboardingWorkflow:
                 self._feed(ClockTick())
             if self._ready_to_continue_as_new():
                 self._stop_tasks()  # their wishes are carried in the lifecycle
+                if self._delivery is not None:
+                    self._delivery.cancel()  # its notice stays pending in the carried log
                 workflow.continue_as_new(
                     OnboardingInput(
                         user_id=self._user_id,
                         options=self._options,
                         journal=self._machine.journal,
                         lifecycle=self._life,
+                        notices=self._notices if self._options.notices is not None else None,
                     )
                 )
         self._stop_tasks()
+        await self._settle_notices()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._view()
 
@@ -185,6 +206,8 @@ class OnboardingWorkflow:
                 self._spawn(command, self._prefetch_token)
             case NotifyStalled():
                 self._spawn(command, lambda: self._notify(command))
+            case Announce(change=change):
+                self._announce(change)
 
     def _spawn(self, command: Command, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run a command on its own, once while it runs (its outcome settles the wish). Commands
@@ -195,6 +218,8 @@ class OnboardingWorkflow:
             self._tasks[command] = asyncio.create_task(work())
 
     def _stop_tasks(self) -> None:
+        """Stop the commands' tasks and the timer (their wishes are in the lifecycle). Notice
+        delivery goes on: it is stopped only by continue-as-new, which carries the log."""
         for task in self._tasks.values():
             if not task.done():
                 task.cancel()
@@ -242,6 +267,88 @@ class OnboardingWorkflow:
             self._feed(NoticeFinished(stalls=command.stalls, error=_cause(err)))
             return
         self._feed(NoticeFinished(stalls=command.stalls))
+
+    # --- notices to the customer's backend ----------------------------------------------------
+
+    def _announce(self, change: Change) -> None:
+        wanted = self._options.notices
+        if wanted is None:
+            return  # notices are off for this onboarding
+        facts = self._machine.journal.facts
+        life = self._life
+
+        def body(sequence: int) -> dict[str, Any]:
+            return notices.compose(
+                change,
+                self._user_id,
+                sequence,
+                external_metadata=life.external_metadata,
+                data=facts.data,
+                required_data=self._options.required_data,
+                accounts=presented_accounts(facts),
+                stalled_since=life.stage_entered_at,
+                stall_deadline=life.stall_deadline,
+                stalls=life.stalls,
+            )
+
+        notice_id = f"msg_{workflow.uuid4().hex}"  # deterministic: the same on replay
+        if notices.issue(self._notices, change, notice_id, body, wanted) is not None:
+            self._deliver_notices()
+
+    def _deliver_notices(self) -> None:
+        """Start the one delivery task if there is something to deliver and it is not running."""
+        idle = self._delivery is None or self._delivery.done()
+        if idle and notices.has_pending(self._notices):
+            self._delivery = asyncio.create_task(self._deliver_in_order())
+
+    async def _deliver_in_order(self) -> None:
+        """Deliver pending notices one at a time, lowest sequence first: a receiver sees one
+        onboarding's notices in order, and a notice being retried holds back the later ones
+        (never the onboarding: this task is all that waits)."""
+        while (record := notices.next_pending(self._notices)) is not None:
+            await self._deliver(record)
+
+    async def _deliver(self, record: NoticeRecord) -> None:
+        record.deliveries += 1
+        try:
+            report = await workflow.execute_activity_method(
+                NoticeSender.deliver,
+                OutgoingNotice(
+                    id=record.id,
+                    user_id=self._user_id,
+                    sequence=record.sequence,
+                    type=record.type,
+                    body=record.body,
+                ),
+                **_with_id(DELIVER_NOTICE, f"notice-{record.sequence}.{record.deliveries}"),
+            )
+        except ActivityError as err:
+            status, attempts = _last_answer(err)
+            notices.settle_failed(
+                self._notices, record.sequence, attempts, status, _cause(err), workflow.now()
+            )
+            return
+        notices.settle_delivered(self._notices, record.sequence, report, workflow.now())
+
+    async def _settle_notices(self) -> None:
+        """After the end: deliver what is left. Failed notices keep the workflow open for
+        ``notice_hold`` so an operator can redeliver them; a redelivery restarts that wait."""
+        while True:
+            await workflow.wait_condition(
+                lambda: (
+                    not notices.has_pending(self._notices)
+                    and (self._delivery is None or self._delivery.done())
+                )
+            )
+            if not notices.failed(self._notices):
+                return
+            try:
+                await workflow.wait_condition(
+                    lambda: notices.has_pending(self._notices),
+                    timeout=timedelta(seconds=self._options.notice_hold),
+                )
+            except TimeoutError:
+                return
 
     async def _reconcile(
         self, policy: workflow.ActivityConfig, for_stall: int | None = None
@@ -399,6 +506,25 @@ class OnboardingWorkflow:
     def _validate_reconcile(self) -> None:
         self._reject_if_ended()
 
+    @workflow.query
+    def notice_log(self) -> NoticeLog:
+        return self._notices
+
+    @workflow.update
+    def redeliver_notices(self, request: RedeliverRequest) -> list[int]:
+        """Failed notices back in line (same ``webhook-id``); the sequence numbers queued."""
+        queued = notices.redeliver(self._notices, request.sequence)
+        self._deliver_notices()
+        return queued
+
+    @redeliver_notices.validator
+    def _validate_redeliver(self, request: RedeliverRequest) -> None:
+        if self._options.notices is None:
+            raise ValueError("notices are off for this onboarding")
+        notices.redeliver(self._notices.model_copy(deep=True), request.sequence)
+        if request.sequence is None and not notices.failed(self._notices):
+            raise ValueError("no failed notices to redeliver")
+
     @workflow.update
     def cancel(self, request: CancelRequest) -> UpdateOutcome:
         self._feed(CancelRequested(request.reason))
@@ -463,6 +589,7 @@ class OnboardingWorkflow:
             unknown_types=facts.unknown_types,
             other_versions=facts.other_versions,
             runs=life.runs,
+            notices=(notices.counts(self._notices) if self._options.notices is not None else None),
         )
 
 
@@ -477,6 +604,28 @@ def _search_attributes_at_start() -> tuple[Stage, Status] | None:
     if stage in set(Stage) and status in set(Status):
         return Stage(stage), Status(status)
     return None
+
+
+def _with_id(config: workflow.ActivityConfig, activity_id: str) -> workflow.ActivityConfig:
+    """``config`` for an activity with this id (the notice list finds it by its id)."""
+    named = workflow.ActivityConfig(**config)
+    named["activity_id"] = activity_id
+    return named
+
+
+def _last_answer(err: ActivityError) -> tuple[int | None, int]:
+    """The HTTP status an endpoint last answered a notice with, and how many attempts were
+    made, from the delivery activity's last error (its details, see ``activities/notify.py``)."""
+    cause = err.cause
+    if not isinstance(cause, ApplicationError) or cause.type != NOTICE_ENDPOINT_UNAVAILABLE:
+        return None, 1
+    details = cause.details[0] if cause.details else {}
+    if not isinstance(details, dict):
+        return None, 1
+    statuses = [e.get("status") for e in details.get("endpoints", []) if isinstance(e, dict)]
+    status = next((s for s in reversed(statuses) if isinstance(s, int)), None)
+    attempts = details.get("attempt")
+    return status, attempts if isinstance(attempts, int) else 1
 
 
 def _cause(err: ActivityError) -> str:

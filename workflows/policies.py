@@ -12,6 +12,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from activities.notify import NOTICE_MAX_RETRY_INTERVAL, NOTICES_NOT_CONFIGURED
 from activities.smile_errors import NON_RETRYABLE_TYPES
 
 # Creating a user is not idempotent at Smile: a few attempts only, then the caller hears why.
@@ -70,6 +71,24 @@ NOTICE = workflow.ActivityConfig(
         backoff_coefficient=2.0,
         maximum_interval=timedelta(minutes=1),
         maximum_attempts=10,
+    ),
+)
+
+# A notice to the customer's backend is retried the way Svix retries webhooks: soon at first,
+# then at most every six hours, for three days (5s, 12.5s, 31s, 78s, 3m, 8m, 20m, 51m, 2h, 5h,
+# then 6h: about twenty attempts). The activity posts to its endpoints side by side, each bounded
+# by twice ONBOARDING_NOTIFY_TIMEOUT, so two minutes holds an attempt at the default 10s. A
+# receiver's Retry-After (429, 503) sets the next delay, capped at the maximum interval. Without
+# URLs on the worker (NoticesNotConfigured) retrying cannot help. No heartbeat_timeout: the
+# activity heartbeats only to hand the endpoints it settled to its next attempt.
+DELIVER_NOTICE = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(minutes=2),
+    schedule_to_close_timeout=timedelta(days=3),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=5),
+        backoff_coefficient=2.5,
+        maximum_interval=NOTICE_MAX_RETRY_INTERVAL,
+        non_retryable_error_types=[NOTICES_NOT_CONFIGURED],
     ),
 )
 

@@ -1,5 +1,7 @@
-"""The ``onboarding`` command: run the service (``dev``, ``worker``, ``api``) and operate it
-(``status``, ``list``, ``stats``, ``timeouts``, ``cancel``)."""
+"""The ``onboarding`` command: run the service (``dev``, ``worker``, ``api``), operate it
+(``status``, ``list``, ``stats``, ``timeouts``, ``cancel``, ``notices``, …) and watch its
+notices (``listen``). Run from another shell beside ``onboarding dev``, the operator commands
+find it through its data directory (``onboarding.tooling.discovery``): nothing to export."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from onboarding.service.settings import Settings
 if TYPE_CHECKING:
     from onboarding.service.dead_letters import DeadLetters
     from onboarding.service.spooling import Spooler
+    from onboarding.tooling.discovery import DevTarget
 from onboarding.tooling.binaries import BinaryNotFound
 from onboarding.tooling.devserver import DevServerError
 
@@ -43,40 +46,66 @@ def _settings() -> Settings:
         raise CliError(f"invalid configuration: {err}") from None
 
 
+def _target(args: argparse.Namespace, *, stored_secrets_without_dev: bool = False) -> DevTarget:
+    """The settings, completed from the ``onboarding dev`` running on the data directory for
+    what the user set neither in the environment nor with a flag."""
+    from onboarding.tooling.discovery import settings_with_dev
+
+    return settings_with_dev(
+        _settings(),
+        getattr(args, "temporal_address", None),
+        stored_secrets_without_dev=stored_secrets_without_dev,
+    )
+
+
 # --- running the service -----------------------------------------------------------------
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
     from onboarding.tooling.dev import DevOptions, run_dev
+    from onboarding.tooling.dev_secrets import DevSecretsError
 
-    asyncio.run(
-        run_dev(
-            DevOptions(
-                data_dir=Path(args.data_dir),
-                host=args.host,
-                port=args.port,
-                temporal_port=args.temporal_port,
-                ui_port=args.ui_port,
-                smile_port=args.smile_port,
-                simulate=args.simulate,
+    # The same default as every other command's (Settings.data_dir), so they find this one.
+    data_dir = Path(args.data_dir) if args.data_dir else _settings().data_dir
+    try:
+        asyncio.run(
+            run_dev(
+                DevOptions(
+                    data_dir=data_dir,
+                    host=args.host,
+                    port=args.port,
+                    temporal_port=args.temporal_port,
+                    ui_port=args.ui_port,
+                    smile_port=args.smile_port,
+                    simulate=args.simulate,
+                )
             )
         )
-    )
+    except DevSecretsError as err:
+        raise CliError(str(err)) from None
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
     from onboarding.service.temporal import connect
-    from onboarding.service.worker import MissingSmileCredentials, build_worker, smile_client_from
+    from onboarding.service.worker import (
+        MissingSmileCredentials,
+        build_worker,
+        notice_sender_from,
+        smile_client_from,
+    )
 
     settings = _settings()
+    if (problem := settings.notice_problem()) is not None:
+        raise CliError(problem)
     try:
         smile = smile_client_from(settings)
-    except MissingSmileCredentials as err:
+        notices = notice_sender_from(settings)
+    except (MissingSmileCredentials, ValueError) as err:
         raise CliError(str(err)) from None
 
     async def run() -> None:
         client = await connect(args.temporal_address)
-        worker = build_worker(client, settings.task_queue, smile)
+        worker = build_worker(client, settings.task_queue, smile, notices)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))
@@ -89,6 +118,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
             await worker.run()
         finally:
             await smile.aclose()
+            await notices.aclose()
 
     asyncio.run(run())
 
@@ -106,6 +136,8 @@ def cmd_api(args: argparse.Namespace) -> None:
         raise CliError("ONBOARDING_ADMIN_TOKEN is not set: operator endpoints would admit nobody")
     if settings.callback_secret is None:
         raise CliError("ONBOARDING_CALLBACK_SECRET is not set: callback tokens cannot be issued")
+    if (problem := settings.notice_problem()) is not None:
+        raise CliError(problem)
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     if settings.spool_url is None:  # say where: a relative data dir depends on where we run
@@ -131,19 +163,26 @@ def _operate(
     action: Callable[[Onboardings], Awaitable[Any]],
     *,
     lazy: bool = False,
+    target: DevTarget | None = None,
 ) -> Any:
-    """Run ``action`` against Temporal. ``lazy``: connect on first use, for commands that may
-    not need Temporal at all or must work while it is away."""
+    """Run ``action`` against Temporal (the running ``onboarding dev``'s, unless told another).
+    ``lazy``: connect on first use, for commands that may not need Temporal at all or must work
+    while it is away."""
     from onboarding.service.temporal import connect
 
-    settings = _settings()
+    found = target if target is not None else _target(args)
 
     async def run() -> Any:
         try:
-            client = await connect(args.temporal_address, lazy=lazy)
+            client = await connect(
+                found.temporal_address, namespace=found.temporal_namespace, lazy=lazy
+            )
         except RuntimeError as err:
             raise CliError(f"cannot reach Temporal: {err}") from None
-        return await action(Onboardings(client, settings))
+        onboardings = Onboardings(client, found.settings)
+        if found.default_options is not None:  # start as dev's own POST /onboardings would
+            onboardings.default_options = found.default_options
+        return await action(onboardings)
 
     return asyncio.run(run())
 
@@ -156,7 +195,8 @@ def _operate_spool(
     from onboarding.service.spool import SpoolError, open_spool
     from onboarding.service.spooling import Spooler
 
-    settings = _settings()
+    target = _target(args)
+    settings = target.settings
     # Never create one: a spool made here, away from the service's, would report empty.
     spool = open_spool(settings.spool_location, settings.spool_max_bytes, create=False)
 
@@ -169,7 +209,7 @@ def _operate_spool(
         finally:
             await spooler.close()
 
-    return _operate(args, with_spool, lazy=True)
+    return _operate(args, with_spool, lazy=True, target=target)
 
 
 def _dead_letters(onboardings: Onboardings, spooler: Spooler) -> DeadLetters:
@@ -328,26 +368,74 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
     from onboarding.tooling.simulate import SimulationConfig, report, simulate
 
-    settings = _settings()
+    target = _target(args)
+    settings = target.settings
     if not settings.admin_tokens or not settings.webhook_secrets:
         raise CliError(
-            "set ONBOARDING_ADMIN_TOKEN and SMILE_WEBHOOK_SECRET to those the service uses"
+            "set ONBOARDING_ADMIN_TOKEN and SMILE_WEBHOOK_SECRET to those the service uses "
+            "(found without them beside a running `onboarding dev`)"
         )
     config = SimulationConfig(
-        api_url=args.api_url or f"http://{settings.host}:{settings.port}",
+        api_url=args.api_url or target.api_url or f"http://{settings.host}:{settings.port}",
         admin_token=settings.admin_tokens[0].get_secret_value(),
         webhook_secret=settings.webhook_secrets[0].get_secret_value(),
         users=args.users,
         concurrency=args.concurrency,
         seed=args.seed,
         stall_after=args.stall_after,
-        standin_url=args.standin_url,
+        standin_url=args.standin_url or target.standin_url,
     )
     console = Console()
     result = asyncio.run(simulate(config, console))
     report(result, console)
     if result.mismatches:
         raise CliError(f"{result.mismatches} of {len(result.runs)} users ended in the wrong state")
+
+
+def cmd_listen(args: argparse.Namespace) -> None:
+    from onboarding.tooling.listen import ListenError, listen_options, run_listener
+
+    # dev keeps its notify secret and reuses it on every start, so a listener started before
+    # dev (as the banner suggests) verifies what dev will send
+    target = _target(args, stored_secrets_without_dev=True)
+    try:
+        options = listen_options(
+            target,
+            args.secret,
+            host=args.host,
+            port=args.port,
+            json_lines=args.json,
+            answer=args.answer,
+        )
+        asyncio.run(run_listener(options))
+    except ListenError as err:
+        raise CliError(str(err)) from None
+
+
+def _parse_status(text: str) -> int:
+    try:
+        status = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an HTTP status, got {text!r}") from None
+    if not 200 <= status <= 599:
+        raise argparse.ArgumentTypeError(f"{status}: give an HTTP status from 200 to 599")
+    return status
+
+
+def cmd_notices(args: argparse.Namespace) -> None:
+    from onboarding.cli.render import render_notices
+    from onboarding.service.notices import Notices
+
+    if args.redeliver is not None or args.redeliver_failed:
+        sequence = args.redeliver  # None with --redeliver-failed: every failed one
+        queued = _operate(args, lambda o: Notices(o).redeliver(args.user_id, sequence))
+        if args.json:
+            print(json.dumps({"userId": args.user_id, "sequences": queued}))
+        else:
+            print(f"{args.user_id}: queued again: {', '.join(map(str, queued))}")
+        return
+    listing = _operate(args, lambda o: Notices(o).deliveries(args.user_id))
+    _emit(args, listing, render_notices(listing))
 
 
 def cmd_cancel(args: argparse.Namespace) -> None:
@@ -365,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     dev = sub.add_parser("dev", help="Temporal dev server + worker + API in one process")
-    dev.add_argument("--data-dir", default="./.onboarding", help="default: ./.onboarding")
+    dev.add_argument("--data-dir", default=None,
+                     help="default: ONBOARDING_DATA_DIR or ./.onboarding")  # fmt: skip
     dev.add_argument("--host", default="127.0.0.1", help="API host (default 127.0.0.1)")
     dev.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
     dev.add_argument("--temporal-port", type=int, default=7233, help="default 7233")
@@ -485,10 +574,48 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stall timeout given to the users who stall (default 2s)")  # fmt: skip
     sim.set_defaults(func=cmd_simulate)
 
+    notices = operator("notices", "one onboarding's notices to your backend; redeliver failed")
+    notices.add_argument("user_id")
+    redeliver = notices.add_mutually_exclusive_group()
+    redeliver.add_argument("--redeliver", type=int, default=None, metavar="SEQ",
+                           help="deliver failed notice SEQ again (same webhook-id)")  # fmt: skip
+    redeliver.add_argument("--redeliver-failed", action="store_true",
+                           help="deliver every failed notice again")  # fmt: skip
+    notices.set_defaults(func=cmd_notices)
+
     cancel = operator("cancel", "cancel one onboarding")
     cancel.add_argument("user_id")
     cancel.add_argument("--reason", default="cancelled by operator")
     cancel.set_defaults(func=cmd_cancel)
+
+    listen = sub.add_parser(
+        "listen",
+        help="receive, verify and print the service's notices (point ONBOARDING_NOTIFY_URL here)",
+    )
+    listen.add_argument("--port", type=int, default=8010, help="default 8010")
+    listen.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    listen.add_argument(
+        "--secret",
+        action="append",
+        default=None,
+        metavar="WHSEC",
+        help="a whsec_… secret to verify with (repeatable; any one verifies); default "
+        "ONBOARDING_NOTIFY_SECRET, else onboarding dev's from its data directory",
+    )
+    listen.add_argument(
+        "--json",
+        action="store_true",
+        help="print each notice's body as one JSON line (the rest on stderr)",
+    )
+    listen.add_argument(
+        "--answer",
+        type=_parse_status,
+        default=None,
+        metavar="STATUS",
+        help="answer every verified notice with this status (e.g. 503 to watch retries, 410 "
+        "for a refusal); default 204",
+    )
+    listen.set_defaults(func=cmd_listen)
     return parser
 
 

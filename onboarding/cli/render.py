@@ -1,5 +1,5 @@
 """Readable text for the CLI: one onboarding, a page of them, the funnel, the service's
-health, dead letters."""
+health, dead letters, notices."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from onboarding.core.durations import format_duration
 from onboarding.core.models import OnboardingView, Stage, Status, Timeouts
 from onboarding.service.dead_letters import DeadLetterDetail, DeadLetterPage
 from onboarding.service.health import ServiceHealth
+from onboarding.service.notices import NoticeList
 from onboarding.service.onboardings import Funnel, OnboardingPage
 
 
@@ -66,6 +67,12 @@ def render_view(view: OnboardingView, now: datetime | None = None) -> str:
         f"Widget     {view.widget.state}"
         + (f" ({view.widget.close_reason})" if view.widget.close_reason else "")
     )
+    if view.notices is not None:
+        n = view.notices
+        lines.append(
+            f"Notices    {n.issued} issued: {n.delivered} delivered, {n.pending} pending, "
+            f"{n.failed} failed"
+        )
     lines.append(
         f"Events     {view.events_total} recorded, {view.duplicates_ignored} duplicates ignored"
         + (f", unknown types: {', '.join(view.unknown_types)}" if view.unknown_types else "")
@@ -155,3 +162,37 @@ def render_dead_letter(letter: DeadLetterDetail) -> str:
             f"Body       {letter.body}",
         ]
     )
+
+
+def render_notices(listing: NoticeList) -> str:
+    if not listing.enabled:
+        return (
+            f"{listing.user_id}: notices are off for this onboarding (ONBOARDING_NOTIFY_URL "
+            "was not set when it started)"
+        )
+    if not listing.notices:
+        return f"{listing.user_id}: no notices yet"
+    lines = [f"{'seq':<5}{'type':<27}{'state':<11}{'attempts':<10}{'last':<6}when"]
+    for notice in listing.notices:
+        if notice.next_attempt_at is not None:
+            when = f"next {_stamp(notice.next_attempt_at)}"
+        elif notice.settled_at is not None:
+            when = _stamp(notice.settled_at)
+        else:
+            when = "—"
+        last = str(notice.last_status) if notice.last_status is not None else "—"
+        lines.append(
+            f"{notice.sequence:<5}{notice.type.value:<27}{notice.state.value:<11}"
+            f"{notice.attempts:<10}{last:<6}{when}"
+        )
+        if notice.last_error and notice.state.value != "delivered":
+            lines.append(f"     {notice.last_error}")
+    c = listing.counts
+    lines.append(
+        f"{c.issued} issued: {c.delivered} delivered, {c.pending} pending, {c.failed} failed"
+    )
+    return "\n".join(lines)
+
+
+def _stamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

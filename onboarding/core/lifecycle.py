@@ -14,7 +14,10 @@ Rules, each a property test in ``tests/onboarding/core/test_lifecycle.py``:
 - a wish (refresh the token, reconcile a stall, notify a stall) is kept in the state until its
   outcome is reported, so it survives continue-as-new and is asked for again by ``Resumed``;
 - a failed notice or reconciliation is recorded, never fatal; only Smile saying the user does
-  not exist ends the onboarding as ``failed``.
+  not exist ends the onboarding as ``failed``;
+- every change the customer is told of is announced exactly once, in the step that makes it:
+  the start, each stage change (and reaching ``data_ready``), a stall once Smile was asked,
+  the resumption of an announced stall, and the end.
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from onboarding.core.models import (
+    Change,
     Deadlines,
     Lifecycle,
+    NoticeType,
     Stage,
     Status,
     Timeouts,
     TimeoutsChange,
     stage_with_stall_timeout,
 )
+from onboarding.core.notices import ENDING_NOTICE
 
 # Timers fire on millisecond boundaries; a deadline this close counts as reached.
 CLOCK_TOLERANCE = timedelta(milliseconds=1)
@@ -142,7 +148,14 @@ class FetchToken:
     """Get the next link token ready, after the widget reported the last one expired."""
 
 
-Command = Publish | Reconcile | NotifyStalled | FetchToken
+@dataclass(frozen=True)
+class Announce:
+    """Tell the customer's backend: one notice (the workflow decides whether it is wanted)."""
+
+    change: Change
+
+
+Command = Publish | Reconcile | NotifyStalled | FetchToken | Announce
 
 
 # --- the state ---------------------------------------------------------------------------------
@@ -163,8 +176,9 @@ class Decision:
 
 
 def start(timeouts: Timeouts, now: datetime) -> State:
-    """A new onboarding: ``created`` and ``active`` from ``now``."""
-    return State(Lifecycle(started_at=now, stage_entered_at=now), timeouts.model_copy(deep=True))
+    """A new onboarding: ``created`` and ``active`` from ``now``; its start is to be announced."""
+    life = Lifecycle(started_at=now, stage_entered_at=now, start_announce_wanted=True)
+    return State(life, timeouts.model_copy(deep=True))
 
 
 def deadlines(state: State) -> Deadlines:
@@ -230,13 +244,51 @@ def step(state: State, event: Input, now: datetime) -> Decision:
         # Nothing more is asked of a finished onboarding.
         life.token_refresh_wanted = life.stall_reconcile_wanted = False
         life.stall_notice_wanted = False
-        commands = [c for c in commands if isinstance(c, Publish)]
+        commands = [c for c in commands if isinstance(c, Publish | Announce)]
+    commands = _announcements(life, before, now) + commands
     if (life.stage, life.status) != before or isinstance(event, Resumed):
         commands.insert(0, Publish(life.stage, life.status))
     return Decision(State(life, timeouts), tuple(commands))
 
 
 # --- rules -------------------------------------------------------------------------------------
+
+
+def _announcements(life: Lifecycle, before: tuple[Stage, Status], now: datetime) -> list[Command]:
+    """The notices a step's change of stage and status calls for, in the order they happened:
+    the start, a resumption, the new stage, data ready, the end. (A stall is announced where
+    it is decided: once Smile was asked, see ``_reconciled``.)"""
+    stage_before, status_before = before
+    changes: list[Change] = []
+
+    def announce(kind: NoticeType) -> None:
+        changes.append(
+            Change(
+                type=kind,
+                stage=life.stage,
+                status=life.status,
+                previous_stage=stage_before,
+                previous_status=status_before,
+                reason=life.status_reason,
+                at=now,
+            )
+        )
+
+    if life.start_announce_wanted:  # the first step of all, whatever it is: as it began
+        life.start_announce_wanted = False
+        changes.append(Change(type=NoticeType.STARTED, stage=stage_before,
+                              status=status_before, at=life.started_at or now))  # fmt: skip
+    if status_before is Status.STALLED and life.status is not Status.STALLED:
+        if life.stall_announced and life.status is Status.ACTIVE:
+            announce(NoticeType.RESUMED)
+        life.stall_announced = False
+    if life.stage is not stage_before:
+        announce(NoticeType.STAGE_CHANGED)
+        if life.stage is Stage.DATA_READY:
+            announce(NoticeType.DATA_READY)
+    if life.status.is_terminal and not status_before.is_terminal:
+        announce(ENDING_NOTICE[life.status])
+    return [Announce(change) for change in changes]
 
 
 def _wishes(life: Lifecycle) -> list[Command]:
@@ -303,7 +355,17 @@ def _reconciled(life: Lifecycle, outcome: ReconcileFinished, now: datetime) -> l
         return []  # on demand, or for an earlier stall: nothing waits on it
     life.stall_reconcile_wanted = False
     if life.status is Status.STALLED and life.stall_notice_wanted:
-        return [_notice(life)]
+        life.stall_announced = True
+        stalled = Change(
+            type=NoticeType.STALLED,
+            stage=life.stage,
+            status=life.status,
+            previous_stage=life.stage,
+            previous_status=Status.ACTIVE,
+            reason=life.status_reason,
+            at=now,
+        )
+        return [_notice(life), Announce(stalled)]
     life.stall_notice_wanted = False
     return []
 

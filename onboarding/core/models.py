@@ -291,9 +291,105 @@ class Timeouts(CamelModel):
     settle_window: float
 
 
+class NoticeType(StrEnum):
+    """The notices an onboarding sends to the customer's backend (``core/notices.py``)."""
+
+    STARTED = "onboarding.started"
+    STAGE_CHANGED = "onboarding.stage_changed"
+    DATA_READY = "onboarding.data_ready"
+    STALLED = "onboarding.stalled"
+    RESUMED = "onboarding.resumed"
+    COMPLETED = "onboarding.completed"
+    EXPIRED = "onboarding.expired"
+    FAILED = "onboarding.failed"
+    CANCELLED = "onboarding.cancelled"
+
+
+# --- notices to the customer (rules in core/notices.py) ---------------------------------
+
+
+class Change(CamelModel):
+    """What the lifecycle announces: a notice's type and the transition behind it."""
+
+    model_config = CamelModel.model_config | {"frozen": True}  # a command: hashable
+
+    type: NoticeType
+    stage: Stage
+    status: Status
+    previous_stage: Stage | None = None
+    previous_status: Status | None = None
+    reason: str | None = None
+    at: datetime
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"  # waiting its turn, or being delivered (with retries)
+    DELIVERED = "delivered"  # every endpoint answered 2xx
+    FAILED = "failed"  # an endpoint refused it for good, or retries ran out
+
+
+class EndpointOutcome(CamelModel):
+    """One endpoint's answer to a notice: a URL is never kept, only its position in
+    ``ONBOARDING_NOTIFY_URL`` (1-based)."""
+
+    endpoint: int
+    delivered: bool
+    status: int | None = None  # the HTTP status, None for a network error
+    error: str | None = None
+
+
+class DeliveryReport(CamelModel):
+    """What the delivery activity returns when it is done with a notice (every endpoint
+    delivered or refused it for good)."""
+
+    attempts: int
+    endpoints: list[EndpointOutcome]
+
+    @property
+    def delivered(self) -> bool:
+        return all(e.delivered for e in self.endpoints)
+
+
+class NoticeRecord(CamelModel):
+    id: str  # the ``webhook-id``: the same on every attempt and redelivery
+    type: NoticeType
+    sequence: int
+    created_at: datetime
+    state: DeliveryState = DeliveryState.PENDING
+    attempts: int = 0  # over all deliveries of this notice, redeliveries included
+    last_status: int | None = None
+    last_error: str | None = None
+    settled_at: datetime | None = None
+    endpoints: list[EndpointOutcome] = Field(default_factory=list)
+    deliveries: int = 0  # activities run for it: the first, then one per redelivery
+    body: dict[str, Any]
+
+
+class NoticeCounts(CamelModel):
+    issued: int = 0
+    pending: int = 0
+    delivered: int = 0
+    failed: int = 0
+
+
+class RedeliverRequest(CamelModel):
+    """Put failed notices back in line: the one numbered ``sequence``, or all failed ones."""
+
+    sequence: int | None = None
+
+
+class NoticeLog(CamelModel):
+    issued: int = 0  # the last sequence number given
+    records: list[NoticeRecord] = Field(default_factory=list)
+
+
 class OnboardingOptions(CamelModel):
     timeouts: Timeouts
     required_data: list[str]
+    # The notice types to send, fixed at start; None: notices are off for this onboarding.
+    notices: list[NoticeType] | None = None
+    # How long an ended onboarding with failed notices stays open so they can be redelivered.
+    notice_hold: float = 3 * 86400.0
     continue_as_new_after: int = 2000
     # The dedupe window and the history travel in every continue-as-new input, so each is capped
     # by count and by its serialized size; whichever is reached first drops the oldest. A dedupe
@@ -347,6 +443,11 @@ class Lifecycle(CamelModel):
     stall_notice_wanted: bool = False
     stall_deadline: datetime | None = None  # the stall deadline that was passed
     last_notice_error: str | None = None
+    # Notices to the customer: ``onboarding.started`` is owed until the first run announces it
+    # (False in lifecycles from before notices, which never owe it); ``onboarding.resumed`` is
+    # announced only for a stall that was announced.
+    start_announce_wanted: bool = False
+    stall_announced: bool = False
 
 
 class OnboardingInput(CamelModel):
@@ -356,6 +457,7 @@ class OnboardingInput(CamelModel):
     options: OnboardingOptions
     journal: Journal | None = None
     lifecycle: Lifecycle | None = None
+    notices: NoticeLog | None = None
 
 
 class TimeoutsChange(CamelModel):
@@ -448,3 +550,4 @@ class OnboardingView(CamelModel):
     unknown_types: list[str]
     other_versions: dict[str, int] = Field(default_factory=dict)
     runs: int
+    notices: NoticeCounts | None = None  # None: notices are off for this onboarding

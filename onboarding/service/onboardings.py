@@ -20,6 +20,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecutionDescription,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
@@ -45,8 +46,10 @@ from onboarding.core.models import (
     CancelRequest,
     Event,
     EventBatch,
+    NoticeLog,
     OnboardingInput,
     OnboardingView,
+    RedeliverRequest,
     Stage,
     StartRequest,
     Status,
@@ -398,6 +401,25 @@ class Onboardings:
             return await self._handle(user_id).query(
                 OnboardingWorkflow.state, rpc_timeout=self.settings.rpc_timeout
             )
+
+    async def notice_log(self, user_id: str) -> NoticeLog:
+        await self._connected()
+        with _temporal_errors(user_id):
+            return await self._handle(user_id).query(
+                OnboardingWorkflow.notice_log, rpc_timeout=self.settings.rpc_timeout
+            )
+
+    async def describe(self, user_id: str) -> WorkflowExecutionDescription:
+        await self._connected()
+        with _temporal_errors(user_id):
+            return await self._handle(user_id).describe(rpc_timeout=self.settings.rpc_timeout)
+
+    async def redeliver_notices(self, user_id: str, sequence: int | None) -> list[int]:
+        request = RedeliverRequest(sequence=sequence)
+        return await self._update(
+            user_id, lambda h, t: h.execute_update(OnboardingWorkflow.redeliver_notices, request,
+                                                   rpc_timeout=t)
+        )  # fmt: skip
 
     async def set_timeouts(self, user_id: str, change: TimeoutsChange) -> Timeouts:
         return await self._update(

@@ -5,18 +5,29 @@ is configured through the SDK's own ``temporalio.envconfig`` conventions (``TEMP
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
+import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from onboarding.core.datapoints import normalise_required_data
 from onboarding.core.durations import parse_duration
-from onboarding.core.models import OnboardingOptions, Stage, Timeouts, stage_with_stall_timeout
+from onboarding.core.models import (
+    NoticeType,
+    OnboardingOptions,
+    Stage,
+    Timeouts,
+    stage_with_stall_timeout,
+)
+from onboarding.core.notices import notice_type
 from onboarding.service.spool import open_spool
 
 DEFAULT_STALL_TIMEOUTS: dict[Stage, timedelta] = {
@@ -82,6 +93,39 @@ def parse_stall_timeouts(value: Any) -> dict[Stage, timedelta]:
             raise ValueError(f"stall timeout for {stage.value} must be positive, got {duration!r}")
         result[stage] = parsed
     return result
+
+
+# A Standard Webhooks secret: ``whsec_`` and base64 of at least this many random bytes.
+NOTIFY_SECRET_MIN_BYTES = 24
+
+
+def check_notify_url(url: str, position: int) -> None:
+    """An absolute http(s) URL; the error names the position, never the URL (it may carry a
+    token)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"notify URL number {position} is not an absolute http(s) URL")
+
+
+def check_notify_secret(secret: str, position: int) -> None:
+    if not secret.startswith("whsec_"):
+        raise ValueError(f"notify secret number {position} does not start with whsec_")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            f"notify secret number {position} is not whsec_ followed by base64"
+        ) from None
+    if len(key) < NOTIFY_SECRET_MIN_BYTES:
+        raise ValueError(
+            f"notify secret number {position} is too short: give at least "
+            f"{NOTIFY_SECRET_MIN_BYTES} random bytes (onboarding dev generates one)"
+        )
+
+
+def new_notify_secret() -> str:
+    """A fresh ``whsec_`` secret of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 class Settings(BaseSettings):
@@ -184,6 +228,34 @@ class Settings(BaseSettings):
         description="How long a drainer holds claimed events before another may take them.",
     )
     drain_concurrency: int = Field(4, ge=1, le=64, validation_alias="ONBOARDING_DRAIN_CONCURRENCY")
+    # --- notices to the customer's backend (Standard Webhooks) -------------------------
+    notify_urls: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="ONBOARDING_NOTIFY_URL",
+        description="Where notices go: http(s) URL(s), comma separated or a JSON list; each "
+        "gets every notice. Unset: no notices. Kept secret (a URL may carry a token).",
+    )
+    notify_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="ONBOARDING_NOTIFY_SECRET",
+        description="whsec_… signing secret(s); each notice is signed with every one listed, "
+        "so a receiver verifies with either during a rotation.",
+    )
+    notify_types: Annotated[list[NoticeType], NoDecode] = Field(
+        default_factory=lambda: list(NoticeType),
+        validation_alias="ONBOARDING_NOTIFY_TYPES",
+        description="The notice types to send, e.g. data_ready,stalled,failed (default: all).",
+    )
+    notify_timeout: timedelta = Field(
+        timedelta(seconds=10),
+        validation_alias="ONBOARDING_NOTIFY_TIMEOUT",
+        description="How long one delivery attempt waits for the receiver's answer.",
+    )
+    notify_hold: timedelta = Field(
+        timedelta(days=3),
+        validation_alias="ONBOARDING_NOTIFY_HOLD",
+        description="How long an ended onboarding with failed notices stays open for redelivery.",
+    )
 
     @field_validator("webhook_secrets", "admin_tokens", mode="before")
     @classmethod
@@ -191,6 +263,30 @@ class Settings(BaseSettings):
         if isinstance(value, list) and all(isinstance(v, SecretStr) for v in value):
             return value
         return parse_secrets(value)
+
+    @field_validator("notify_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> list[SecretStr]:
+        urls = parse_secrets(value)
+        for position, url in enumerate(urls, start=1):
+            check_notify_url(url, position)
+        return [SecretStr(url) for url in urls]
+
+    @field_validator("notify_secrets", mode="before")
+    @classmethod
+    def _split_notify_secrets(cls, value: Any) -> list[SecretStr]:
+        secrets = parse_secrets(value)
+        for position, secret in enumerate(secrets, start=1):
+            check_notify_secret(secret, position)
+        return [SecretStr(secret) for secret in secrets]
+
+    @field_validator("notify_types", mode="before")
+    @classmethod
+    def _parse_notify_types(cls, value: Any) -> list[NoticeType]:
+        names = _split(value)
+        if not names:
+            raise ValueError("name at least one notice type, or leave it unset for all")
+        return list(dict.fromkeys(notice_type(name) for name in names))
 
     @field_validator("webhook_allowed_ips", "trusted_proxies", mode="before")
     @classmethod
@@ -227,6 +323,8 @@ class Settings(BaseSettings):
         "spool_lease",
         "smile_api_timeout",
         "callback_token_ttl",
+        "notify_timeout",
+        "notify_hold",
         mode="before",
     )
     @classmethod
@@ -253,6 +351,20 @@ class Settings(BaseSettings):
         return str(self.data_dir / "spool.sqlite3")
 
     @property
+    def notices_on(self) -> bool:
+        return bool(self.notify_urls)
+
+    def notice_problem(self) -> str | None:
+        """Why notices as configured could not work, for ``worker`` and ``api`` to refuse to
+        start with (``dev`` generates a secret instead)."""
+        if self.notify_urls and not self.notify_secrets:
+            return (
+                "ONBOARDING_NOTIFY_URL is set but ONBOARDING_NOTIFY_SECRET is not: notices "
+                "could not be signed (give a whsec_… secret)"
+            )
+        return None
+
+    @property
     def has_smile_credentials(self) -> bool:
         return bool(self.smile_api_key and self.smile_api_secret)
 
@@ -268,4 +380,6 @@ class Settings(BaseSettings):
             continue_as_new_after=self.continue_as_new_after,
             dedupe_window=self.dedupe_window,
             history_limit=self.history_limit,
+            notices=list(self.notify_types) if self.notices_on else None,
+            notice_hold=self.notify_hold.total_seconds(),
         )

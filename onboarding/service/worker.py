@@ -6,6 +6,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.notices import ALL_ACTIVITIES
+from activities.notify import NoticeSender, NotifyConfig
 from activities.smile import SmileActivities
 from activities.smile_client import SmileClient
 from onboarding.service.bytecode import write_bytecode
@@ -32,9 +33,18 @@ def smile_client_from(settings: Settings) -> SmileClient:
     )
 
 
-def build_worker(client: Client, task_queue: str, smile: SmileClient) -> Worker:
+def notice_sender_from(settings: Settings) -> NoticeSender:
+    """The worker's notice sender: without ``ONBOARDING_NOTIFY_URL`` it refuses every notice
+    as not configured (recorded as failed, redeliverable once the worker is configured)."""
+    return NoticeSender(NotifyConfig.from_settings(settings))
+
+
+def build_worker(
+    client: Client, task_queue: str, smile: SmileClient, notices: NoticeSender | None = None
+) -> Worker:
     write_bytecode(OnboardingWorkflow, CreateSmileUserWorkflow)
     smile_activities = SmileActivities(smile)
+    sender = notices if notices is not None else NoticeSender(None)
     return Worker(
         client,
         task_queue=task_queue,
@@ -44,5 +54,6 @@ def build_worker(client: Client, task_queue: str, smile: SmileClient) -> Worker:
             smile_activities.create_user,
             smile_activities.create_token,
             smile_activities.reconcile,
+            sender.deliver,
         ],
     )

@@ -5,17 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from api.app import create_app
 from onboarding.service.settings import Settings
-from onboarding.service.worker import build_worker, smile_client_from
+from onboarding.service.worker import build_worker, notice_sender_from, smile_client_from
 from onboarding.tooling.dev_secrets import DevSecrets, load_or_create
 from onboarding.tooling.devserver import TemporalDevServer, ensure_port_free
+from onboarding.tooling.discovery import (
+    DEV_FILE,
+    DEV_NAMESPACE,
+    DevRun,
+    process_start,
+    reachable_url,
+    remove_dev_file,
+    write_dev_file,
+)
+from onboarding.tooling.listen import DEFAULT_PORT as LISTEN_PORT
 from onboarding.tooling.serving import start_server, stop_server
 from onboarding.tooling.smile_standin import create_standin_app
 
@@ -47,6 +59,8 @@ def dev_settings(options: DevOptions, secrets: DevSecrets) -> Settings:
         "webhook_secrets": [SecretStr(s) for s in secrets.webhook_secrets],
         "admin_tokens": [SecretStr(t) for t in secrets.admin_tokens],
         "callback_secret": SecretStr(secrets.callback_secret),
+        # notices go where ONBOARDING_NOTIFY_URL says (unset: none), signed with dev's secret
+        "notify_secrets": [SecretStr(s) for s in secrets.notify_secrets],
         "host": options.host,
         "port": options.port,
         "data_dir": options.data_dir.resolve(),
@@ -74,10 +88,13 @@ async def run_dev(options: DevOptions) -> None:
         loop.add_signal_handler(sig, stop.set)
     client = await server.start()
     smile = smile_client_from(settings)
+    notices = notice_sender_from(settings)  # refuses every notice without ONBOARDING_NOTIFY_URL
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(server.stop)
         stack.push_async_callback(smile.aclose)
+        stack.push_async_callback(notices.aclose)
         api_url = f"http://{options.host}:{options.port}"
+        standin_url = f"http://127.0.0.1:{options.smile_port}" if with_standin else None
         if with_standin:
             standin = create_standin_app(
                 secrets.standin_api_key,
@@ -89,11 +106,31 @@ async def run_dev(options: DevOptions) -> None:
                 standin, "127.0.0.1", options.smile_port
             )
             stack.push_async_callback(stop_server, standin_server, standin_task)
-        worker = build_worker(client, settings.task_queue, smile)
+        worker = build_worker(client, settings.task_queue, smile, notices)
         worker_task = asyncio.create_task(worker.run(), name="worker")
         api_server, api_task = await start_server(
             create_app(settings, client), options.host, options.port
         )
+        # Up: from now on commands in another shell find this service (onboarding status, …).
+        pid = os.getpid()
+        write_dev_file(
+            data_dir,
+            DevRun(
+                pid=pid,
+                pid_start=process_start(pid),
+                api_url=reachable_url(options.host, options.port),
+                temporal_address=server.address,
+                temporal_namespace=DEV_NAMESPACE,
+                temporal_ui_url=server.ui_url,
+                started_at=datetime.now(UTC),
+                task_queue=settings.task_queue,
+                smile_standin_url=standin_url,
+                notice_endpoints=len(settings.notify_urls),
+                secrets_from_environment=secrets.from_environment,
+                default_options=settings.default_options(),
+            ),
+        )
+        stack.callback(remove_dev_file, data_dir, pid)
         _print_banner(options, server, settings, secrets, data_dir, with_standin)
         stop_task = asyncio.create_task(stop.wait(), name="stop")
         if options.simulate:
@@ -102,6 +139,7 @@ async def run_dev(options: DevOptions) -> None:
             )
             stack.callback(simulation.cancel)
         await asyncio.wait({worker_task, api_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        remove_dev_file(data_dir, pid)  # stopping: no longer to be found
         print("\nstopping: API, worker, Temporal …", flush=True)
         await stop_server(api_server, api_task)
         if not worker_task.done():
@@ -147,17 +185,59 @@ Smile onboarding — embedded dev mode
   Webhook secret     {secrets.webhook_secret}{_others(secrets.webhook_secrets, "signs")}
   Admin token        {secrets.admin_token}{_others(secrets.admin_tokens)}
   Callback secret    {secrets.callback_secret}
+  Notices            {_notices(settings, secrets, data_dir)}
+  Notify secret      {secrets.notify_secret}{_also_sign(secrets.notify_secrets)}
 
-  From another shell:
-    export TEMPORAL_ADDRESS={server.address} ONBOARDING_CALLBACK_SECRET={secrets.callback_secret} \\
-           ONBOARDING_DATA_DIR={data_dir}
-    onboarding start            # or: curl -X POST -H 'Authorization: Bearer …' {api}/onboardings
-    onboarding status USER_ID   # without USER_ID: the service, its spool, dead letters
+{_another_shell(data_dir, api)}
 
 Ctrl-C stops everything.
 """,
         flush=True,
     )
+
+
+def _notices(settings: Settings, secrets: DevSecrets, data_dir: Path) -> str:
+    """The banner's Notices line: where they go, or how to see them."""
+    if not settings.notify_urls:
+        listen = reachable_url("127.0.0.1", LISTEN_PORT, "/")
+        return (
+            "off (ONBOARDING_NOTIFY_URL is not set). To see them: run `onboarding listen` in\n"
+            "                     another shell and start this as "
+            f"ONBOARDING_NOTIFY_URL={listen} onboarding dev"
+        )
+    count = len(settings.notify_urls)
+    endpoints = "1 endpoint" if count == 1 else f"{count} endpoints"
+    if "ONBOARDING_NOTIFY_SECRET" in secrets.from_environment:
+        signed = "signed with ONBOARDING_NOTIFY_SECRET"
+    else:
+        signed = f"signed with the notify secret in {data_dir / 'secrets.json'}"
+    return f"on: {endpoints} (ONBOARDING_NOTIFY_URL), {signed}"
+
+
+def _another_shell(data_dir: Path, api: str) -> str:
+    """Commands that find this service through dev.json: from this directory as they are;
+    from elsewhere (or with another --data-dir) once told the data directory."""
+    if Path(".onboarding").resolve() == data_dir:
+        intro = f"  From another shell in {Path.cwd()} (they find this service in {DEV_FILE}):"
+    else:
+        intro = (
+            f"  From another shell (they find this service in {data_dir / DEV_FILE}):\n"
+            f"    export ONBOARDING_DATA_DIR={data_dir}"
+        )
+    return (
+        f"{intro}\n"
+        f"    onboarding start            # or: curl -X POST -H 'Authorization: Bearer …' "
+        f"{api}/onboardings\n"
+        "    onboarding status USER_ID   # without USER_ID: the service, its spool, dead letters\n"
+        "    onboarding listen           # the notices this service sends, verified"
+    )
+
+
+def _also_sign(values: tuple[str, ...]) -> str:
+    """Every notify secret signs each notice (a receiver verifies with any one)."""
+    if len(values) < 2:
+        return ""
+    return f"   ({len(values) - 1} more also sign, not shown)"
 
 
 def _spool(settings: Settings) -> str:

@@ -1,20 +1,50 @@
 """Secrets for the embedded default: taken from the environment when set (through the same
 settings as ``onboarding api``, so ``SMILE_WEBHOOK_SECRET="old,new"`` or a JSON list gives several
 secrets here too), otherwise generated once and kept (mode 0600) under the data directory so a
-restart reuses them."""
+restart reuses them.
+
+Only ``onboarding dev`` creates or changes the file (:func:`load_or_create`); the other commands
+read it (:func:`read_stored`) to find the running dev service's secrets, and never create it."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from onboarding.service.settings import Settings
+from onboarding.service.settings import Settings, check_notify_secret, new_notify_secret
 
-# names in secrets.json
-_GENERATED = ("webhookSecret", "adminToken", "callbackSecret", "standinApiKey", "standinApiSecret")
+SECRETS_FILE = "secrets.json"
+
+
+def _token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+# names in secrets.json, and how each is generated
+_GENERATED: dict[str, Callable[[], str]] = {
+    "webhookSecret": _token,
+    "adminToken": _token,
+    "callbackSecret": _token,
+    "standinApiKey": _token,
+    "standinApiSecret": _token,
+    "notifySecret": new_notify_secret,  # a Standard Webhooks whsec_… secret
+}
+
+# The environment variable that overrides each kept secret (the stand-in's have none).
+OVERRIDDEN_BY: dict[str, str] = {
+    "webhookSecret": "SMILE_WEBHOOK_SECRET",
+    "adminToken": "ONBOARDING_ADMIN_TOKEN",
+    "callbackSecret": "ONBOARDING_CALLBACK_SECRET",
+    "notifySecret": "ONBOARDING_NOTIFY_SECRET",
+}
+
+
+class DevSecretsError(RuntimeError):
+    """The secrets file cannot be used; the message names the file, never a secret."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +54,9 @@ class DevSecrets:
     callback_secret: str
     standin_api_key: str
     standin_api_secret: str
+    notify_secrets: tuple[str, ...] = ()  # whsec_…: every notice is signed with each
+    # the names in OVERRIDDEN_BY's values that came from the environment, not the file
+    from_environment: frozenset[str] = frozenset()
 
     @property
     def webhook_secret(self) -> str:
@@ -34,17 +67,41 @@ class DevSecrets:
     def admin_token(self) -> str:
         return self.admin_tokens[0]
 
+    @property
+    def notify_secret(self) -> str:
+        return self.notify_secrets[0]
+
+
+def read_stored(data_dir: Path) -> dict[str, str] | None:
+    """The kept secrets, or None when there is no usable file. Reads only: never creates it."""
+    path = data_dir / SECRETS_FILE
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stored, dict):
+        return None
+    return {k: v for k, v in stored.items() if isinstance(k, str) and isinstance(v, str)}
+
 
 def load_or_create(data_dir: Path, settings: Settings | None = None) -> DevSecrets:
     """``settings`` (default: from the environment) override the generated secrets:
-    ``SMILE_WEBHOOK_SECRET``, ``ONBOARDING_ADMIN_TOKEN``, ``ONBOARDING_CALLBACK_SECRET``."""
+    ``SMILE_WEBHOOK_SECRET``, ``ONBOARDING_ADMIN_TOKEN``, ``ONBOARDING_CALLBACK_SECRET``,
+    ``ONBOARDING_NOTIFY_SECRET``."""
     env = settings if settings is not None else Settings()
-    path = data_dir / "secrets.json"
-    stored: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+    path = data_dir / SECRETS_FILE
+    try:
+        stored: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        raise DevSecretsError(f"{path} is not JSON: fix it or remove it") from None
     kept = dict(stored)
-    for name in _GENERATED:
+    for name, generate in _GENERATED.items():
         if name not in kept:
-            kept[name] = secrets.token_urlsafe(32)
+            kept[name] = generate()
+    try:
+        check_notify_secret(kept["notifySecret"], 1)
+    except ValueError as err:
+        raise DevSecretsError(f"notifySecret in {path}: {err}") from None
     if kept != stored:
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -53,10 +110,20 @@ def load_or_create(data_dir: Path, settings: Settings | None = None) -> DevSecre
     webhook = tuple(s.get_secret_value() for s in env.webhook_secrets)
     admin = tuple(s.get_secret_value() for s in env.admin_tokens)
     callback = env.callback_secret.get_secret_value() if env.callback_secret else ""
+    callback = callback if callback.strip() else ""
+    notify = tuple(s.get_secret_value() for s in env.notify_secrets)
+    given = {
+        "SMILE_WEBHOOK_SECRET": bool(webhook),
+        "ONBOARDING_ADMIN_TOKEN": bool(admin),
+        "ONBOARDING_CALLBACK_SECRET": bool(callback),
+        "ONBOARDING_NOTIFY_SECRET": bool(notify),
+    }
     return DevSecrets(
         webhook_secrets=webhook or (kept["webhookSecret"],),
         admin_tokens=admin or (kept["adminToken"],),
-        callback_secret=callback if callback.strip() else kept["callbackSecret"],
+        callback_secret=callback or kept["callbackSecret"],
         standin_api_key=kept["standinApiKey"],
         standin_api_secret=kept["standinApiSecret"],
+        notify_secrets=notify or (kept["notifySecret"],),
+        from_environment=frozenset(name for name, set_ in given.items() if set_),
     )

@@ -1,19 +1,23 @@
 """End to end: ``onboarding dev`` as a user runs it, in a subprocess on free ports and a temp
 directory; signed webhooks over HTTP; state read back over HTTP and through ``onboarding status``;
-stopped and started again with the same state; no process left behind."""
+stopped and started again with the same state; no process left behind. Commands from another
+shell in the same directory find it with nothing exported (``dev.json``)."""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -49,9 +53,37 @@ def wait_for(predicate: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+class OutputLines:
+    """A subprocess's output line by line, read on a thread so every wait has a deadline."""
+
+    def __init__(self, stream: Any) -> None:
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: Any) -> None:
+        for line in stream:
+            self._lines.put(line.rstrip("\n"))
+
+    def wait_for(self, needle: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if needle in line:
+                return line
+        raise AssertionError(f"no line with {needle!r} in time; saw {self.seen}")
+
+
 class DevService:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, in_directory: bool = False) -> None:
+        """``in_directory``: run in ``data_dir``'s parent with the default data directory
+        (``./.onboarding``), as a user does, instead of passing ``--data-dir``."""
         self.data_dir = data_dir
+        self.in_directory = in_directory
         self.port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
         self.smile_port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -63,13 +95,14 @@ class DevService:
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
 
-    def start(self) -> None:
+    def start(self, **extra_env: str) -> None:
+        """``extra_env``: for dev only, never for the commands from another shell."""
+        where = [] if self.in_directory else ["--data-dir", str(self.data_dir)]
         self.process = subprocess.Popen(
             [
                 str(ONBOARDING),
                 "dev",
-                "--data-dir",
-                str(self.data_dir),
+                *where,
                 "--port",
                 str(self.port),
                 "--temporal-port",
@@ -79,7 +112,8 @@ class DevService:
                 "--smile-port",
                 str(self.smile_port),
             ],
-            env=self.env,
+            env={**self.env, **extra_env},
+            cwd=self.data_dir.parent if self.in_directory else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -95,6 +129,8 @@ class DevService:
                 return False
 
         wait_for(ready, 90, "onboarding dev to be ready")
+        # written just after the API is up: from then on other shells find this dev
+        wait_for(lambda: (self.data_dir / "dev.json").is_file(), 30, "dev.json")
 
     def stop(self, sig: int) -> int:
         assert self.process is not None
@@ -109,6 +145,26 @@ class DevService:
 
     def status_command(self, user: str, *extra: str) -> subprocess.CompletedProcess[str]:
         return self.command("status", user, *extra)
+
+    def bare_command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """An ``onboarding`` command from another shell in the dev's directory, with nothing
+        exported: it finds the service through ``.onboarding/dev.json``."""
+        assert self.in_directory
+        return subprocess.run(
+            [str(ONBOARDING), *args],
+            env=self.bare_env,
+            cwd=self.data_dir.parent,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    @property
+    def bare_env(self) -> dict[str, str]:
+        # no TEMPORAL_*, SMILE_* or ONBOARDING_* at all; only a temporal.toml the developer may
+        # have in their home is kept out of the way (a profile's address would rightly win)
+        return {**self.env, "TEMPORAL_CONFIG_FILE": str(self.data_dir.parent / "none.toml")}
 
     def command(self, *args: str) -> subprocess.CompletedProcess[str]:
         """An ``onboarding`` command from another shell, told where the service is as the
@@ -131,6 +187,18 @@ class DevService:
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[DevService]:
     dev = DevService(tmp_path / "data")
+    yield dev
+    if dev.process is not None and dev.process.poll() is None:
+        dev.process.kill()
+        dev.process.wait()
+    for pid in processes_using(str(tmp_path)):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def service_here(tmp_path: Path) -> Iterator[DevService]:
+    """``onboarding dev`` started in a directory with the default data directory."""
+    dev = DevService(tmp_path / ".onboarding", in_directory=True)
     yield dev
     if dev.process is not None and dev.process.poll() is None:
         dev.process.kill()
@@ -169,6 +237,9 @@ def test_dev_runs_a_journey_and_keeps_it_across_a_restart(service: DevService) -
     assert service.stop(signal.SIGINT) == 0
     assert "stopped." in service.output
     assert secrets["adminToken"] in service.output  # the banner shows what is in use
+    assert secrets["notifySecret"] in service.output
+    assert "Notices            off (ONBOARDING_NOTIFY_URL is not set)" in service.output
+    assert "export TEMPORAL_ADDRESS" not in service.output  # nothing to export any more
     wait_for(lambda: not processes_using(str(service.data_dir)), 30, "no orphan processes")
 
     service.start()
@@ -290,3 +361,72 @@ asyncio.run(main())
     missing = service.command("dead-letters", "show", dead)
     assert missing.returncode == 1 and "no dead letter" in missing.stderr
     assert service.stop(signal.SIGTERM) == 0
+
+
+def test_commands_in_the_same_directory_find_dev_with_nothing_exported(
+    service_here: DevService,
+) -> None:
+    """A user's session: `onboarding listen` and `onboarding start`/`status` in other shells
+    of the same directory, nothing exported; dev sends its notices to the listener."""
+    service = service_here
+    listen_port = free_port()
+    service.start(ONBOARDING_NOTIFY_URL=f"http://127.0.0.1:{listen_port}/")
+    dev_file = service.data_dir / "dev.json"
+    assert dev_file.stat().st_mode & 0o077 == 0
+    described = json.loads(dev_file.read_text())
+    assert service.process is not None and described["pid"] == service.process.pid
+    assert described["apiUrl"] == service.base
+    assert described["temporalAddress"] == f"127.0.0.1:{service.temporal_port}"
+    assert described["temporalNamespace"] == "default"
+    assert described["temporalUiUrl"] == f"http://127.0.0.1:{service.ui_port}"
+    assert described["noticeEndpoints"] == 1
+    assert "Secret" not in dev_file.read_text()  # secrets stay in secrets.json
+
+    # `onboarding listen` verifies with dev's notify secret, found the same way
+    listen = subprocess.Popen(
+        [str(ONBOARDING), "listen", "--port", str(listen_port)],
+        env=service.bare_env,
+        cwd=service.data_dir.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = OutputLines(listen.stdout)
+        assert "the running onboarding dev's" in lines.wait_for("Verifying with")
+        lines.wait_for("Ctrl-C stops.")
+
+        started = service.bare_command("start", "--json")
+        assert started.returncode == 0, started.stderr
+        issued = json.loads(started.stdout)
+        user = issued["userId"]
+        assert user.startswith("standin-")  # created at dev's stand-in, by dev's worker
+        status = service.bare_command("status", user, "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["userId"] == user
+        health = service.bare_command("status")
+        assert health.returncode == 0, health.stderr
+        assert "Service    ready" in health.stdout
+        # the callback token was signed with dev's callback secret: dev's API takes it
+        callback = httpx.post(
+            f"{service.base}/onboardings/{user}/callbacks",
+            headers={"Authorization": f"Bearer {issued['callbackToken']}"},
+            json={"callback": "onUIEvent", "data": {"eventName": "MfaPageOpened"}},
+            timeout=30,
+        )
+        assert callback.status_code == 202, callback.text
+
+        # started from a shell without ONBOARDING_NOTIFY_URL, with dev's options all the same:
+        # its notices reach the listener, signed with the secret listen found
+        heard = lines.wait_for(f"userId={user}", timeout=60)
+        assert "onboarding.started" in heard and "sequence=1" in heard and "→ 204" in heard
+        listen.send_signal(signal.SIGINT)
+        assert listen.wait(timeout=30) == 0
+    finally:
+        if listen.poll() is None:
+            listen.kill()
+            listen.wait()
+
+    assert service.stop(signal.SIGINT) == 0
+    assert "onboarding listen" in service.output and "Notices            on" in service.output
+    assert not dev_file.exists()  # stopped: nothing to find any more

@@ -8,7 +8,7 @@ from onboarding.cli.main import build_parser, run
 
 COMMANDS = ("dev", "worker", "api", "status", "list", "stats", "timeouts", "start", "link-token",
             "dead-letters",
-            "reconcile", "simulate", "cancel")  # fmt: skip
+            "reconcile", "simulate", "cancel", "notices", "listen")  # fmt: skip
 
 
 def test_the_console_script_is_run() -> None:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onboarding.core.lifecycle import (
+    Announce,
     CancelRequested,
     ClockTick,
     Command,
@@ -33,6 +34,7 @@ from onboarding.core.lifecycle import (
 from onboarding.core.models import (
     MAX_TIMEOUT_SECONDS,
     Lifecycle,
+    NoticeType,
     Stage,
     Status,
     Timeouts,
@@ -192,14 +194,15 @@ def test_each_wish_is_asked_for_once_until_its_outcome(journey: list[tuple[Input
 
 
 def test_a_stall_reconciles_first_and_notifies_only_if_still_stalled() -> None:
-    state = start(TIMEOUTS, BASE_TIME)
+    state = step(start(TIMEOUTS, BASE_TIME), Resumed(), BASE_TIME).state  # its start announced
     stalled = step(state, ClockTick(), BASE_TIME + timedelta(seconds=60))
     assert stalled.state.life.status is Status.STALLED
     assert stalled.commands == (Publish(Stage.CREATED, Status.STALLED), Reconcile(1))
     # Smile's records show nothing new: now tell.
     quiet = step(stalled.state, ReconcileFinished(for_stall=1), BASE_TIME + timedelta(seconds=61))
-    (notice,) = quiet.commands
+    notice, announce = quiet.commands
     assert isinstance(notice, NotifyStalled)
+    assert isinstance(announce, Announce) and announce.change.type is NoticeType.STALLED
     assert (notice.stage, notice.stalls) == (Stage.CREATED, 1)
     assert notice.deadline == BASE_TIME + timedelta(seconds=60)
     # Smile's records moved the stage: nobody needs telling.
@@ -258,7 +261,7 @@ def test_a_stalls_wishes_are_settled_only_by_their_own_outcomes() -> None:
     assert on_demand.commands == ()
     assert on_demand.state.life.stall_reconcile_wanted
     notified = step(on_demand.state, ReconcileFinished(for_stall=1), t + timedelta(seconds=62))
-    assert [type(c) for c in notified.commands] == [NotifyStalled]
+    assert [type(c) for c in notified.commands] == [NotifyStalled, Announce]
     # Progress, then a second stall, while the first notice is still being delivered.
     moved = step(notified.state, StageObserved(Stage.ACCOUNT_CREATED), t + timedelta(seconds=63))
     second = step(moved.state, ClockTick(), t + timedelta(seconds=123))
@@ -266,7 +269,7 @@ def test_a_stalls_wishes_are_settled_only_by_their_own_outcomes() -> None:
     late = step(second.state, NoticeFinished(stalls=1), t + timedelta(seconds=124)).state
     assert late.life.stall_notice_wanted  # the first notice's outcome is not the second's
     told = step(late, ReconcileFinished(for_stall=2), t + timedelta(seconds=125))
-    (notice,) = told.commands
+    notice, _announce = told.commands
     assert isinstance(notice, NotifyStalled) and notice.stalls == 2
 
 
