@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.notices import StallNotice, notify_stalled
@@ -323,6 +323,10 @@ class OnboardingWorkflow:
                 **_with_id(DELIVER_NOTICE, f"notice-{record.sequence}.{record.deliveries}"),
             )
         except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                # Stopped for continue-as-new: the notice stays pending in the carried log, and
+                # nothing more may be scheduled after continue-as-new in this task.
+                raise asyncio.CancelledError() from None
             status, attempts = _last_answer(err)
             notices.settle_failed(
                 self._notices, record.sequence, attempts, status, _cause(err), workflow.now()

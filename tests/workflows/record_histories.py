@@ -20,18 +20,23 @@ from datetime import timedelta
 from pathlib import Path
 
 from pydantic import SecretStr
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from activities.notify import NoticeSender, NotifyConfig
 from onboarding.core.identity import workflow_id_for
-from onboarding.core.models import Source, StartRequest, TimeoutsChange
+from onboarding.core.models import DeliveryState, NoticeType, Source, StartRequest, TimeoutsChange
 from onboarding.service.onboardings import Onboardings
-from onboarding.service.settings import Settings
+from onboarding.service.settings import Settings, new_notify_secret
 from onboarding.service.worker import build_worker
-from tests.conftest import Standin, running_standin, start_time_skipping
+from tests.conftest import Standin, eventually, running_standin, start_time_skipping
+from tests.notice_receiver import NoticeReceiver, notice_receiver
 from tests.smile_samples import event
 
 HISTORIES = Path(__file__).parents[1] / "fixtures" / "histories"
 STANDIN: Standin  # set while recording
+RECEIVER: NoticeReceiver  # the customer's backend, set while recording
+NOTIFY_SECRET = new_notify_secret()
 
 # A journey returns the user whose history to record, and the run (None: the latest).
 Journey = Callable[[Onboardings, WorkflowEnvironment, str], Awaitable[tuple[str, str | None]]]
@@ -126,6 +131,36 @@ async def continue_as_new(
     return user, first_run
 
 
+async def notices(ops: Onboardings, env: WorkflowEnvironment, user: str) -> tuple[str, str | None]:
+    """Notices on, to a real receiver: the started notice is answered 503 once and retried
+    (the stage_changed behind it waits), data ready and the settle window pass, the completed
+    notice is refused (410) so the ended onboarding stays open, and an operator redelivers it."""
+    RECEIVER.answer(503, times=1, user=user, type=NoticeType.STARTED)
+    RECEIVER.answer(410, times=1, user=user, type=NoticeType.COMPLETED)
+    await ops.ingest(user, [event("ACCOUNT_CONNECTED", accountId="a-1", at=0)])
+    await env.sleep(timedelta(seconds=30))  # the started notice's second attempt, after 5 s
+    data = ("IDENTITY_ADDED", "EMPLOYMENTS_ADDED", "INCOMES_ADDED")
+    await ops.ingest(user, [event(t, accountId="a-1", at=1 + i) for i, t in enumerate(data)])
+    await env.sleep(timedelta(minutes=11))
+
+    async def completed_notice_refused() -> None:
+        log = await ops.notice_log(user)
+        assert [r.state for r in log.records][-1] is DeliveryState.FAILED
+
+    await eventually(completed_notice_refused)
+    await ops.redeliver_notices(user, None)
+
+    async def closed() -> None:
+        description = await ops.describe(user)
+        assert description.status is WorkflowExecutionStatus.COMPLETED
+
+    await eventually(closed)
+    return user, None
+
+
+# Journeys recorded with notices on (to the receiver started while recording).
+NOTIFYING = frozenset({"notices"})
+
 JOURNEYS: dict[str, tuple[Journey, dict[str, int]]] = {
     "happy_path": (happy_path, {}),
     "stall_progress_cancel": (stall_progress_cancel, {}),
@@ -133,27 +168,41 @@ JOURNEYS: dict[str, tuple[Journey, dict[str, int]]] = {
     "continue_as_new": (continue_as_new, {"continue_as_new_after": 3}),
     "stall_reconcile_unstall": (stall_reconcile_unstall, {}),
     "token_refresh": (token_refresh, {}),
+    "notices": (notices, {}),
 }
 
 
 async def record(names: list[str]) -> None:
-    async with await start_time_skipping() as env, running_standin() as standin:
-        global STANDIN
-        STANDIN = standin
+    async with (
+        await start_time_skipping() as env,
+        running_standin() as standin,
+        notice_receiver(NOTIFY_SECRET) as receiver,
+    ):
+        global STANDIN, RECEIVER
+        STANDIN, RECEIVER = standin, receiver
         task_queue = f"record-{uuid.uuid4().hex[:8]}"
         smile = standin.client()
-        async with build_worker(env.client, task_queue, smile):
+        sender = NoticeSender(NotifyConfig(urls=(receiver.url,), secrets=(NOTIFY_SECRET,)))
+        async with build_worker(env.client, task_queue, smile, notices=sender):
             for name in names:
                 journey, overrides = JOURNEYS[name]
                 settings = Settings(
                     task_queue=task_queue, callback_secret=SecretStr("recording"), **overrides
                 )
+                if name in NOTIFYING:
+                    settings = settings.model_copy(
+                        update={
+                            "notify_urls": [SecretStr(receiver.url)],
+                            "notify_secrets": [SecretStr(NOTIFY_SECRET)],
+                        }
+                    )
                 ops = Onboardings(env.client, settings)
                 user, run_id = await journey(ops, env, f"tenantId-replay-{name}")
                 handle = env.client.get_workflow_handle(workflow_id_for(user), run_id=run_id)
                 history = await handle.fetch_history()
                 (HISTORIES / f"{name}.json").write_text(history.to_json())
                 print(f"recorded {name}: {len(history.events)} events")
+        await sender.aclose()
         await smile.aclose()
 
 

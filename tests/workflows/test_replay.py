@@ -22,6 +22,7 @@ def test_there_are_histories_to_replay() -> None:
         "stall_progress_cancel",
         "uploads_then_expiry",
         "continue_as_new",
+        "notices",
     } <= names
 
 
