@@ -76,10 +76,17 @@ with workflow.unsafe.imports_passed_through():
         NOTICE,
         RECONCILE,
         RECONCILE_NOW,
+        longest_wait,
     )
 
 # The events signal's name: signal-with-start takes a name, not a method, so both sides use this.
 INGEST_SIGNAL = "ingest"
+# Sending notices is a change to running workflows: histories from before it replay without.
+NOTICES_PATCH = "notices"
+# How long a notice is retried in all, from when it was issued (or queued again).
+NOTICE_WINDOW = longest_wait(DELIVER_NOTICE)
+# A notice whose window has passed while it waited its turn still gets one try.
+_LAST_CHANCE = timedelta(minutes=3)
 # A pre-fetched token is handed out only while it has at least this long to live.
 _TOKEN_MIN_LIFE = timedelta(minutes=5)
 
@@ -148,8 +155,11 @@ class OnboardingWorkflow:
                     )
                 )
         self._stop_tasks()
-        await self._settle_notices()
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        while True:
+            await self._settle_notices()
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            if not notices.has_pending(self._notices):
+                break  # else a redelivery came in as the hold ended: deliver it first
         return self._view()
 
     @property
@@ -270,9 +280,14 @@ class OnboardingWorkflow:
 
     # --- notices to the customer's backend ----------------------------------------------------
 
+    def _notices_on(self) -> bool:
+        """Notices are on for this onboarding (fixed at its start), and this run began on code
+        that sends them: a history from a worker without notices replays without them."""
+        return self._options.notices is not None and workflow.patched(NOTICES_PATCH)
+
     def _announce(self, change: Change) -> None:
         wanted = self._options.notices
-        if wanted is None:
+        if wanted is None or not self._notices_on():
             return  # notices are off for this onboarding
         facts = self._machine.journal.facts
         life = self._life
@@ -298,7 +313,7 @@ class OnboardingWorkflow:
     def _deliver_notices(self) -> None:
         """Start the one delivery task if there is something to deliver and it is not running."""
         idle = self._delivery is None or self._delivery.done()
-        if idle and notices.has_pending(self._notices):
+        if idle and notices.has_pending(self._notices) and self._notices_on():
             self._delivery = asyncio.create_task(self._deliver_in_order())
 
     async def _deliver_in_order(self) -> None:
@@ -318,9 +333,9 @@ class OnboardingWorkflow:
                     user_id=self._user_id,
                     sequence=record.sequence,
                     type=record.type,
-                    body=record.body,
+                    body=notices.as_sent(record.body, self._life.external_metadata),
                 ),
-                **_with_id(DELIVER_NOTICE, f"notice-{record.sequence}.{record.deliveries}"),
+                **self._delivery_config(record),
             )
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):
@@ -333,6 +348,15 @@ class OnboardingWorkflow:
             )
             return
         notices.settle_delivered(self._notices, record.sequence, report, workflow.now())
+
+    def _delivery_config(self, record: NoticeRecord) -> workflow.ActivityConfig:
+        """``DELIVER_NOTICE``, under this notice's own id, with retries that end when its
+        window does: a notice queued behind one retried for days gets only what is left."""
+        config = workflow.ActivityConfig(**DELIVER_NOTICE)
+        config["activity_id"] = f"notice-{record.sequence}.{record.deliveries}"
+        left = notices.delivery_deadline(record, NOTICE_WINDOW) - workflow.now()
+        config["schedule_to_close_timeout"] = max(left, _LAST_CHANCE)
+        return config
 
     async def _settle_notices(self) -> None:
         """After the end: deliver what is left. Failed notices keep the workflow open for
@@ -517,7 +541,7 @@ class OnboardingWorkflow:
     @workflow.update
     def redeliver_notices(self, request: RedeliverRequest) -> list[int]:
         """Failed notices back in line (same ``webhook-id``); the sequence numbers queued."""
-        queued = notices.redeliver(self._notices, request.sequence)
+        queued = notices.redeliver(self._notices, request.sequence, workflow.now())
         self._deliver_notices()
         return queued
 
@@ -525,7 +549,7 @@ class OnboardingWorkflow:
     def _validate_redeliver(self, request: RedeliverRequest) -> None:
         if self._options.notices is None:
             raise ValueError("notices are off for this onboarding")
-        notices.redeliver(self._notices.model_copy(deep=True), request.sequence)
+        notices.redeliver(self._notices.model_copy(deep=True), request.sequence, workflow.now())
         if request.sequence is None and not notices.failed(self._notices):
             raise ValueError("no failed notices to redeliver")
 
@@ -608,13 +632,6 @@ def _search_attributes_at_start() -> tuple[Stage, Status] | None:
     if stage in set(Stage) and status in set(Status):
         return Stage(stage), Status(status)
     return None
-
-
-def _with_id(config: workflow.ActivityConfig, activity_id: str) -> workflow.ActivityConfig:
-    """``config`` for an activity with this id (the notice list finds it by its id)."""
-    named = workflow.ActivityConfig(**config)
-    named["activity_id"] = activity_id
-    return named
 
 
 def _last_answer(err: ActivityError) -> tuple[int | None, int]:

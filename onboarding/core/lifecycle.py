@@ -269,7 +269,8 @@ def _announcements(life: Lifecycle, before: tuple[Stage, Status], now: datetime)
                 status=life.status,
                 previous_stage=stage_before,
                 previous_status=status_before,
-                reason=life.status_reason,
+                # the status's reason, on the notices that change the status only
+                reason=life.status_reason if life.status is not status_before else None,
                 at=now,
             )
         )

@@ -355,6 +355,8 @@ class NoticeRecord(CamelModel):
     type: NoticeType
     sequence: int
     created_at: datetime
+    # Its retries end a fixed time after this: issued, or queued again (None: created_at).
+    window_start: datetime | None = None
     state: DeliveryState = DeliveryState.PENDING
     attempts: int = 0  # over all deliveries of this notice, redeliveries included
     last_status: int | None = None

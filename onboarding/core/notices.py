@@ -11,7 +11,7 @@ changed. It never carries a link token, a callback token, a secret or a provider
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from onboarding.core.models import (
@@ -35,8 +35,8 @@ ENDING_NOTICE: dict[Status, NoticeType] = {
     Status.CANCELLED: NoticeType.CANCELLED,
 }
 
-# Beyond this many records the oldest settled ones are forgotten (the log travels in every
-# continue-as-new input, so it is bounded); notices still to deliver are always kept.
+# Beyond this many records the oldest delivered ones are forgotten (the log travels in every
+# continue-as-new input, so it is bounded); notices to deliver and failed ones are always kept.
 MAX_RECORDS = 100
 
 
@@ -100,6 +100,16 @@ def compose(
     return {"type": change.type.value, "timestamp": _iso(change.at), "data": body}
 
 
+def as_sent(body: dict[str, Any], external_metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The body to send now: with the onboarding's ``externalMetadata`` as it is now, so that a
+    notice issued before ``POST /onboardings`` gave it (a webhook can start the onboarding
+    first) still carries it. Everything else is as issued."""
+    data = body.get("data")
+    if external_metadata is None or not isinstance(data, dict):
+        return body
+    return {**body, "data": {**data, "externalMetadata": dict(external_metadata)}}
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
@@ -120,6 +130,7 @@ def issue(
         type=change.type,
         sequence=log.issued,
         created_at=change.at,
+        window_start=change.at,
         body=body_for(log.issued),
     )
     log.records.append(record)
@@ -182,7 +193,13 @@ def settle_failed(
     record.settled_at = at
 
 
-def redeliver(log: NoticeLog, sequence: int | None) -> list[int]:
+def delivery_deadline(record: NoticeRecord, window: timedelta) -> datetime:
+    """When retrying ``record`` stops: ``window`` after it was issued (or queued again), so a
+    notice waiting behind another one that is retried for days does not get days more."""
+    return (record.window_start or record.created_at) + window
+
+
+def redeliver(log: NoticeLog, sequence: int | None, now: datetime) -> list[int]:
     """Put failed notices back in line: the one numbered ``sequence``, or every failed one.
     Returns the sequence numbers queued again. ``ValueError`` for a notice that is unknown or
     not failed, so that nothing changes on a mistaken request."""
@@ -200,6 +217,7 @@ def redeliver(log: NoticeLog, sequence: int | None) -> list[int]:
     for record in chosen:
         record.state = DeliveryState.PENDING
         record.settled_at = None
+        record.window_start = now  # a new delivery, with a full retry window
     return [r.sequence for r in chosen]
 
 
@@ -214,6 +232,6 @@ def _trim(log: NoticeLog) -> None:
     excess = len(log.records) - MAX_RECORDS
     if excess <= 0:
         return
-    settled = [r for r in log.records if r.state is not DeliveryState.PENDING]
-    drop = {r.sequence for r in sorted(settled, key=lambda r: r.sequence)[:excess]}
+    delivered = [r for r in log.records if r.state is DeliveryState.DELIVERED]
+    drop = {r.sequence for r in sorted(delivered, key=lambda r: r.sequence)[:excess]}
     log.records = [r for r in log.records if r.sequence not in drop]

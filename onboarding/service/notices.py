@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from pydantic import Field
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.exceptions import ApplicationError
 
@@ -89,8 +90,11 @@ class Notices:
     async def _with_attempt(
         self, row: NoticeDelivery, record: NoticeRecord, pending: PendingActivityInfo
     ) -> NoticeDelivery:
-        """The attempts made so far (the one running included), and how the last one ended."""
-        update: dict[str, object] = {"attempts": record.attempts + max(pending.attempt, 1)}
+        """The attempts made so far (the one running included), and how the last one ended.
+        While it waits to be retried, Temporal's ``attempt`` is already the next one's."""
+        waiting = pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+        made = pending.attempt - 1 if waiting else pending.attempt
+        update: dict[str, object] = {"attempts": record.attempts + max(made, 0)}
         if pending.HasField("next_attempt_schedule_time"):
             update["next_attempt_at"] = pending.next_attempt_schedule_time.ToDatetime(UTC)
         if pending.HasField("last_failure"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,9 +73,22 @@ class DevSecrets:
         return self.notify_secrets[0]
 
 
+def trusted_file(path: Path) -> bool:
+    """Ours to believe, as ssh judges its files: owned by this user and writable by nobody
+    else. A planted file beside a dev service could otherwise send the admin token, or the
+    commands, somewhere else."""
+    try:
+        status = path.stat()
+    except OSError:
+        return False
+    return status.st_uid == os.geteuid() and not status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
 def read_stored(data_dir: Path) -> dict[str, str] | None:
     """The kept secrets, or None when there is no usable file. Reads only: never creates it."""
     path = data_dir / SECRETS_FILE
+    if path.exists() and not trusted_file(path):
+        return None
     try:
         stored = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -25,7 +25,7 @@ from temporalio.envconfig import ClientConfig
 
 from onboarding.core.models import OnboardingOptions
 from onboarding.service.settings import Settings
-from onboarding.tooling.dev_secrets import OVERRIDDEN_BY, SECRETS_FILE, read_stored
+from onboarding.tooling.dev_secrets import OVERRIDDEN_BY, SECRETS_FILE, read_stored, trusted_file
 
 DEV_FILE = "dev.json"
 DEV_NAMESPACE = "default"  # the embedded dev server's only namespace
@@ -189,6 +189,9 @@ def find_dev(data_dir: Path) -> DevRun | None:
     """The ``onboarding dev`` running on ``data_dir``, or None: no file, a file that is not
     dev's, or one left by a dev that is gone."""
     path = data_dir / DEV_FILE
+    if path.exists() and not trusted_file(path):
+        logger.warning("ignoring %s: not owned by this user, or writable by others", path)
+        return None
     try:
         raw = json.loads(path.read_text())
         run = DevRun.from_json(raw, data_dir.resolve())

@@ -480,6 +480,8 @@ async def test_a_notice_being_retried_shows_its_attempts_status_and_next_attempt
         listed = await notices.deliveries(user)
         first, second = listed.notices
         assert first.state is DeliveryState.PENDING and first.attempts >= 2
+        # the attempts made, as the receiver counts them (not the one Temporal plans next)
+        assert first.attempts == len(receiver.requests(user))
         assert first.last_status == 503 and first.next_attempt_at is not None
         assert first.last_error is not None and "503" in first.last_error
         assert (second.state, second.attempts) == (DeliveryState.PENDING, 0)  # held back

@@ -3,6 +3,8 @@ change that would break running onboardings fails here (use ``workflow.patched``
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from onboarding.core.models import NoticeType
 from workflows.onboarding import OnboardingWorkflow
 
 HISTORIES = sorted((Path(__file__).parents[1] / "fixtures" / "histories").glob("*.json"))
@@ -29,6 +32,27 @@ def test_there_are_histories_to_replay() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
+    replayer = Replayer(workflows=[OnboardingWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
+
+
+@pytest.mark.parametrize("name", ["happy_path", "stall_reconcile_unstall", "continue_as_new"])
+async def test_a_history_from_before_notices_replays_even_with_notices_asked_for(
+    name: str,
+) -> None:
+    """A rolling deploy: the API (new code) started an onboarding with notices on, and a worker
+    from before notices ran it, ignoring the option. New workers must replay that history
+    without notices (``workflow.patched``), not fail it as non-deterministic."""
+    path = next(p for p in HISTORIES if p.stem == name)
+    recorded = json.loads(path.read_text())
+    started = recorded["events"][0]["workflowExecutionStartedEventAttributes"]
+    payload = started["input"]["payloads"][0]
+    argument = json.loads(base64.b64decode(payload["data"]))
+    assert "notices" not in argument["options"]  # recorded before notices existed
+    argument["options"]["notices"] = [t.value for t in NoticeType]
+    payload["data"] = base64.b64encode(json.dumps(argument).encode()).decode()
+    history = WorkflowHistory.from_json(f"replay-{name}-notices-on", json.dumps(recorded))
     replayer = Replayer(workflows=[OnboardingWorkflow], data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

@@ -279,7 +279,7 @@ def test_delivered_forgets_its_body_and_a_refusal_keeps_it_for_redelivery() -> N
         410,
     )
     assert notices.next_pending(log) is None
-    assert notices.redeliver(log, None) == [2]
+    assert notices.redeliver(log, None, BASE_TIME) == [2]
     assert notices.next_pending(log) is refused and refused.settled_at is None
 
 
@@ -288,25 +288,40 @@ def test_redelivering_the_wrong_notice_changes_nothing() -> None:
     issue(log, NoticeType.STARTED)
     before = log.model_dump()
     with pytest.raises(ValueError, match="no notice with sequence 7"):
-        notices.redeliver(log, 7)
+        notices.redeliver(log, 7, BASE_TIME)
     with pytest.raises(ValueError, match="notice 1 is pending; only failed notices"):
-        notices.redeliver(log, 1)
-    assert notices.redeliver(log, None) == []
+        notices.redeliver(log, 1, BASE_TIME)
+    assert notices.redeliver(log, None, BASE_TIME) == []
     assert log.model_dump() == before
 
 
-def test_the_log_is_bounded_but_never_forgets_a_notice_to_deliver() -> None:
+def test_the_log_is_bounded_but_never_forgets_a_notice_to_deliver_or_a_failed_one() -> None:
     log = NoticeLog()
+    issue(log, NoticeType.STARTED)
+    notices.settle_delivered(log, 1, report(False, status=410), BASE_TIME)  # failed
     for _ in range(notices.MAX_RECORDS + 20):
         issue(log, NoticeType.STAGE_CHANGED)
-    assert len(log.records) == notices.MAX_RECORDS + 20  # all pending: all kept
+    assert len(log.records) == notices.MAX_RECORDS + 21  # all pending or failed: all kept
     for _ in range(30):
         record = notices.next_pending(log)
         assert record is not None
         notices.settle_delivered(log, record.sequence, report(True), BASE_TIME)
     assert len(log.records) == notices.MAX_RECORDS
-    assert log.records[0].sequence == 21  # the oldest delivered went first
+    assert [r.sequence for r in log.records[:2]] == [1, 23]  # the oldest delivered went first
+    assert notices.counts(log).failed == 1
     assert notices.counts(log).pending == notices.MAX_RECORDS - 10
+
+
+def test_each_notice_is_retried_for_its_own_window_from_issue_or_redelivery() -> None:
+    log = NoticeLog()
+    issue(log, NoticeType.STARTED)
+    (record,) = log.records
+    window = timedelta(days=3)
+    assert notices.delivery_deadline(record, window) == BASE_TIME + window
+    notices.settle_failed(log, 1, 21, 503, "HTTP 503 Service Unavailable", BASE_TIME + window)
+    later = BASE_TIME + timedelta(days=5)
+    notices.redeliver(log, 1, later)
+    assert notices.delivery_deadline(record, window) == later + window
 
 
 OPS = st.lists(
@@ -330,7 +345,7 @@ def test_the_log_against_a_plain_model(ops: list[str]) -> None:
             assert issue(log, NoticeType.STAGE_CHANGED) == len(model)
         elif op == "redeliver_all":
             failed = sorted(s for s, state in model.items() if state is DeliveryState.FAILED)
-            assert notices.redeliver(log, None) == failed
+            assert notices.redeliver(log, None, BASE_TIME) == failed
             model |= dict.fromkeys(failed, DeliveryState.PENDING)
         elif head is not None:
             if op == "deliver":

@@ -304,3 +304,10 @@ def test_the_cli_connects_where_discovery_and_the_flag_say(
     assert cli.main(["stats", *flag]) == 1
     assert calls == [expected]
     assert "cannot reach Temporal" in capsys.readouterr().err
+
+
+def test_a_dev_file_others_can_write_is_not_believed(tmp_path: Path) -> None:
+    write_dev_file(tmp_path, running_dev(tmp_path))
+    assert find_dev(tmp_path) is not None
+    (tmp_path / DEV_FILE).chmod(0o622)  # planted, or left writable by anyone
+    assert find_dev(tmp_path) is None
