@@ -66,6 +66,8 @@ def announced(journey: list[tuple[Input, int]]) -> tuple[list[Change], list[tupl
         for change in said:
             if change.type is not NoticeType.STARTED:
                 assert (change.stage, change.status) == (state.life.stage, state.life.status)
+            if change.previous_status is change.status and change.type is not NoticeType.STALLED:
+                assert change.reason is None  # a reason only where the status changed
         if any(c.type is NoticeType.STALLED for c in said):
             # a stall is announced with its notice to the operator, once Smile was asked
             assert isinstance(event, ReconcileFinished)
