@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from onboarding.core.datapoints import normalise_required_data
@@ -264,21 +264,15 @@ class Settings(BaseSettings):
             return value
         return parse_secrets(value)
 
-    @field_validator("notify_urls", mode="before")
+    @field_validator("notify_urls", "notify_secrets", mode="before")
     @classmethod
-    def _split_urls(cls, value: Any) -> list[SecretStr]:
-        urls = parse_secrets(value)
-        for position, url in enumerate(urls, start=1):
-            check_notify_url(url, position)
-        return [SecretStr(url) for url in urls]
-
-    @field_validator("notify_secrets", mode="before")
-    @classmethod
-    def _split_notify_secrets(cls, value: Any) -> list[SecretStr]:
-        secrets = parse_secrets(value)
-        for position, secret in enumerate(secrets, start=1):
-            check_notify_secret(secret, position)
-        return [SecretStr(secret) for secret in secrets]
+    def _split_notify(cls, value: Any, info: ValidationInfo) -> list[SecretStr]:
+        """Several, like the other secrets; each checked, its error naming its position."""
+        check = check_notify_url if info.field_name == "notify_urls" else check_notify_secret
+        values = parse_secrets(value)
+        for position, item in enumerate(values, start=1):
+            check(item, position)
+        return [SecretStr(item) for item in values]
 
     @field_validator("notify_types", mode="before")
     @classmethod

@@ -7,23 +7,21 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from onboarding.core.signatures import sign
 from tests.conftest import free_port, unique_user
+from tests.output_lines import OutputLines
 from tests.smile_samples import BASE_TIME, webhook_body
 
 ONBOARDING = Path(sys.executable).parent / "onboarding"
@@ -51,31 +49,6 @@ def wait_for(predicate: object, timeout: float, what: str) -> None:
             return
         time.sleep(0.1)  # polling interval; the deadline above bounds the wait
     raise AssertionError(f"timed out waiting for {what}")
-
-
-class OutputLines:
-    """A subprocess's output line by line, read on a thread so every wait has a deadline."""
-
-    def __init__(self, stream: Any) -> None:
-        self._lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
-
-    def _pump(self, stream: Any) -> None:
-        for line in stream:
-            self._lines.put(line.rstrip("\n"))
-
-    def wait_for(self, needle: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._lines.get(timeout=left)
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            if needle in line:
-                return line
-        raise AssertionError(f"no line with {needle!r} in time; saw {self.seen}")
 
 
 class DevService:

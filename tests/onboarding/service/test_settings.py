@@ -3,8 +3,8 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from onboarding.core.models import Stage
-from onboarding.service.settings import Settings
+from onboarding.core.models import NoticeType, Stage
+from onboarding.service.settings import Settings, new_notify_secret
 
 
 def test_defaults() -> None:
@@ -108,3 +108,55 @@ def test_required_data_takes_smiles_datapoint_names(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("ONBOARDING_REQUIRED_DATA", "identities,payslips")
     with pytest.raises(ValidationError, match="unknown data type 'payslips'"):
         Settings()
+
+
+# --- notices ---------------------------------------------------------------------------------
+
+
+def notify_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(f"ONBOARDING_NOTIFY_{name.upper()}", value)
+
+
+def test_notices_are_off_without_a_url_and_on_with_every_type_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().default_options().notices is None
+    secret = new_notify_secret()
+    notify_env(monkeypatch, url="https://hooks.example.com/a?token=t0k", secret=secret)
+    settings = Settings()
+    assert settings.notice_problem() is None
+    assert settings.default_options().notices == list(NoticeType)
+    assert settings.default_options().notice_hold == 3 * 86400
+    notify_env(monkeypatch, types="data_ready, onboarding.failed,data_ready")
+    assert Settings().default_options().notices == [NoticeType.DATA_READY, NoticeType.FAILED]
+
+
+def test_a_url_without_a_secret_is_a_problem_for_the_worker_and_the_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    notify_env(monkeypatch, url="https://hooks.example.com/")
+    problem = Settings().notice_problem()
+    assert problem is not None and "ONBOARDING_NOTIFY_SECRET is not" in problem
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("url", "ftp://hooks.example.com/?token=t0k", "notify URL number 1 is not an absolute"),
+        ("url", "https://ok.example.com/,/relative?token=t0k", "notify URL number 2 is not"),
+        ("secret", "s3cr3t-not-whsec", "notify secret number 1 does not start with whsec_"),
+        ("secret", "whsec_!!not-base64!!", "notify secret number 1 is not whsec_ followed by"),
+        ("secret", "whsec_c2hvcnQ=", "notify secret number 1 is too short"),
+        ("types", "data_ready,ready", "unknown notice type 'ready'; choose from: started,"),
+    ],
+)
+def test_bad_notice_settings_say_which_and_never_echo_the_value(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    notify_env(monkeypatch, **{name: value})
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    text = str(raised.value)
+    assert message in text
+    assert "t0k" not in text and "not-whsec" not in text and "c2hvcnQ" not in text

@@ -7,12 +7,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +31,7 @@ from onboarding.tooling.listen import (
 )
 from onboarding.tooling.ports import free_port
 from onboarding.tooling.serving import serving
+from tests.output_lines import OutputLines
 
 ONBOARDING = Path(sys.executable).parent / "onboarding"
 SECRET = new_notify_secret()
@@ -262,31 +260,6 @@ def test_no_secret_at_all_says_to_start_dev_or_pass_one(tmp_path: Path) -> None:
 # --- the command ---------------------------------------------------------------------------
 
 
-class Lines:
-    """A subprocess's output, line by line, read on a thread so waits have a deadline."""
-
-    def __init__(self, stream: Any) -> None:
-        self._queue: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
-
-    def _pump(self, stream: Any) -> None:
-        for line in stream:
-            self._queue.put(line.rstrip("\n"))
-
-    def wait_for(self, needle: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            if needle in line:
-                return line
-        raise AssertionError(f"no line with {needle!r} in time; saw {self.seen}")
-
-
 @pytest.fixture
 def listen_process(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ONBOARDING_", "TEMPORAL_"))}
@@ -307,7 +280,7 @@ def listen_process(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
 def test_the_command_prints_what_it_hears_and_exits_0_on_ctrl_c(
     listen_process: subprocess.Popen[str], tmp_path: Path
 ) -> None:
-    lines = Lines(listen_process.stdout)
+    lines = OutputLines(listen_process.stdout)
     ready = lines.wait_for("ready on ")
     url = ready.split("ready on ", 1)[1].strip()
     assert lines.wait_for("ONBOARDING_NOTIFY_URL=").endswith(f"ONBOARDING_NOTIFY_URL={url}")
