@@ -257,6 +257,32 @@ class Settings(BaseSettings):
         description="How long an ended onboarding with failed notices stays open for redelivery.",
     )
 
+    # --- seeing it: the console, metrics, traces -----------------------------------------
+    console_session_ttl: timedelta = Field(
+        timedelta(hours=8),
+        validation_alias="ONBOARDING_CONSOLE_SESSION_TTL",
+        description="How long a console sign-in lasts.",
+    )
+    temporal_ui_url: str | None = Field(
+        None,
+        validation_alias="ONBOARDING_TEMPORAL_UI_URL",
+        description="Temporal's web UI (e.g. http://127.0.0.1:8233), for the console's links; "
+        "onboarding dev sets its own.",
+    )
+    worker_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        validation_alias="ONBOARDING_WORKER_METRICS_PORT",
+        description="Where the worker serves Prometheus metrics (the SDK's and ours); unset: off.",
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="OpenTelemetry's own variable: when set, traces are exported there (OTLP "
+        "over HTTP); unset, tracing is off and costs nothing.",
+    )
+
     @field_validator("webhook_secrets", "admin_tokens", mode="before")
     @classmethod
     def _split_secrets(cls, value: Any) -> list[Any]:
@@ -319,6 +345,7 @@ class Settings(BaseSettings):
         "callback_token_ttl",
         "notify_timeout",
         "notify_hold",
+        "console_session_ttl",
         mode="before",
     )
     @classmethod
