@@ -38,6 +38,14 @@ def application_error(err: SmileError) -> ApplicationError:
     )
 
 
+def _count_token_refresh(outcome: str) -> None:
+    """Each attempt at a link token, on the worker's metrics endpoint: ``issued``, or the
+    Smile error's type (``SmileRateLimited``, …); the SDK adds ``activity_type`` and more."""
+    activity.metric_meter().create_counter(
+        "onboarding_token_refreshes", "Link token requests to Smile, by outcome"
+    ).add(1, {"outcome": outcome})
+
+
 class SmileActivities:
     """Bound to one pooled :class:`SmileClient` per worker."""
 
@@ -64,7 +72,9 @@ class SmileActivities:
         try:
             token = await self._client.create_token(user_id)
         except SmileError as err:
+            _count_token_refresh(err.type_name)
             raise application_error(err) from None
+        _count_token_refresh("issued")
         logger.info("issued a link token for %s, expiring %s", user_id, token.expires_at)
         return LinkToken(access_token=token.access_token, expires_at=token.expires_at,
                          mode=token.mode)  # fmt: skip

@@ -7,54 +7,37 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
-from api import problems
+from api import console, problems
 from api.client_ip import parse_networks
 from api.deps import Ingest
+from api.errors import status_for
 from api.limits import BodySizeLimit
+from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import callbacks, dead_letters, health, notices, onboardings, webhooks
-from onboarding.service.dead_letters import DeadLetterNotFound, DeadLetters, StillUnusable
+from api.routes import metrics as metrics_route
+from onboarding.service.dead_letters import DeadLetters
 from onboarding.service.drainer import Drainer
-from onboarding.service.notices import NoticesClosed
 from onboarding.service.onboardings import (
-    BadPageToken,
-    CallbacksNotConfigured,
-    EventRefused,
-    InvalidChange,
-    InvalidRequest,
-    OnboardingEnded,
     OnboardingError,
-    OnboardingNotFound,
     Onboardings,
-    SmileCallFailed,
-    TemporalUnavailable,
 )
 from onboarding.service.settings import Settings
 from onboarding.service.spool import Spool, SpoolError, SpoolFull, open_spool
 from onboarding.service.spooling import DurableIngest, Spooler, TemporalGate
 from onboarding.service.temporal import connect
+from onboarding.service.tracing import instrument_app, temporal_interceptors
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 logger = logging.getLogger("onboarding.api")
-
-_STATUS_FOR: dict[type[OnboardingError], int] = {
-    OnboardingNotFound: 404,
-    OnboardingEnded: 409,
-    InvalidChange: 422,
-    InvalidRequest: 400,
-    BadPageToken: 400,
-    TemporalUnavailable: 503,
-    EventRefused: 422,
-    DeadLetterNotFound: 404,
-    StillUnusable: 422,
-    SmileCallFailed: 502,
-    CallbacksNotConfigured: 500,
-    NoticesClosed: 409,
-}
 
 
 def create_app(
@@ -63,9 +46,12 @@ def create_app(
     *,
     temporal_address: str | None = None,
     spool: Spool | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """Build the API. With ``client`` given it is used as is (tests, ``onboarding dev``);
-    otherwise one is connected at startup from the environment."""
+    otherwise one is connected at startup from the environment. With ``tracer_provider``
+    (:func:`onboarding.service.tracing.setup_tracing`) requests are traced, and so are the
+    calls of the client connected here (a given client brings its own interceptors)."""
     settings = settings or Settings()
     # Not opened yet: the first write opens it, so the API starts while its database may not.
     spooler = Spooler(spool or open_spool(settings.spool_location, settings.spool_max_bytes))
@@ -83,7 +69,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not hasattr(app.state, "onboardings"):
             # Lazy: the API starts even while Temporal is down, spooling until it is back.
-            wire(Onboardings(await connect(temporal_address, lazy=True), settings))
+            connected = await connect(
+                temporal_address, lazy=True, interceptors=temporal_interceptors(tracer_provider)
+            )
+            wire(Onboardings(connected, settings))
         drainer = Drainer(
             spooler,
             app.state.onboardings,
@@ -115,6 +104,7 @@ def create_app(
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     app.state.spooler = spooler
     app.state.gate = gate
+    app.state.metrics = metrics = ApiMetrics(spooler, gate)  # this app's own registry
     if client is not None:
         wire(Onboardings(client, settings))
 
@@ -122,7 +112,7 @@ def create_app(
 
     @app.exception_handler(OnboardingError)
     async def _onboarding_error(request: Request, exc: OnboardingError) -> JSONResponse:
-        status = _STATUS_FOR.get(type(exc), 500)
+        status = status_for(exc)
         headers = {"Retry-After": "5"} if status == 503 else None
         if status == 503:
             logger.warning("Temporal unavailable: %s", exc.__cause__)
@@ -147,6 +137,9 @@ def create_app(
     app.include_router(callbacks.router)
     app.include_router(dead_letters.router)
     app.include_router(notices.router)
+    app.include_router(console.router)
+    app.mount(console.STATIC_PATH, console.static_files(), name="console-static")
+    app.include_router(metrics_route.router)
 
     def limit_for(path: str) -> int:
         if path == "/webhooks/smile":
@@ -165,4 +158,8 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
+    # Times every request, those the middleware above answer (413) included.
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Outermost, around every middleware above; without a provider, nothing is added.
+    instrument_app(app, tracer_provider)
     return app

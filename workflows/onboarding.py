@@ -70,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         presented_accounts,
     )
     from workflows import search_attributes
+    from workflows.metrics import OnboardingMetrics
     from workflows.policies import (
         CREATE_TOKEN,
         DELIVER_NOTICE,
@@ -99,9 +100,11 @@ class OnboardingWorkflow:
         self._options = input.options
         journal = input.journal or new_journal(input.user_id)
         self._machine = StateMachine.for_options(journal, input.options)
+        self._metrics = OnboardingMetrics()  # replay-safe counters: no commands, no history
         if input.lifecycle is None:
             self._state = lifecycle.start(self._options.timeouts, workflow.now())
             self._options.timeouts = self._state.timeouts
+            self._metrics.count("onboarding_started")
         else:
             life = input.lifecycle.model_copy(deep=True)
             life.runs += 1
@@ -199,12 +202,26 @@ class OnboardingWorkflow:
     # --- the lifecycle, and its commands ------------------------------------------------------
 
     def _feed(self, event: Input) -> None:
+        before = self._life
+        stage, status, stalls = before.stage, before.status, before.stalls
         decision = lifecycle.step(self._state, event, workflow.now())
         self._state = decision.state
         self._options.timeouts = decision.state.timeouts
+        self._count_changes(stage, status, stalls)
         for command in decision.commands:
             self._run(command)
         self._changed = True
+
+    def _count_changes(self, stage: Stage, status: Status, stalls: int) -> None:
+        life = self._life
+        if life.stage is not stage:
+            self._metrics.count(
+                "onboarding_stage_transitions", {"from": stage.value, "to": life.stage.value}
+            )
+        if life.stalls > stalls:
+            self._metrics.count("onboarding_stalls", {"stage": life.stage.value})
+        if life.status is not status and life.status.is_terminal:
+            self._metrics.count("onboarding_ended", {"status": life.status.value})
 
     def _run(self, command: Command) -> None:
         match command:
@@ -394,11 +411,13 @@ class OnboardingWorkflow:
                 isinstance(cause, ApplicationError) and cause.type == SmileNotFound.type_name
             )
             error = _cause(err)
+            self._count_reconciliation(for_stall, "user_not_found" if not_found else "failed")
             self._feed(
                 ReconcileFinished(for_stall=for_stall, error=error, user_not_found=not_found)
             )
             return error
         added = sum(1 for event in result.events if self._machine.apply(event))
+        self._count_reconciliation(for_stall, "new_facts" if added else "no_change")
         if added:
             self._observe()
         self._feed(
@@ -413,6 +432,10 @@ class OnboardingWorkflow:
             )
         )
         return None
+
+    def _count_reconciliation(self, for_stall: int | None, outcome: str) -> None:
+        trigger = "operator" if for_stall is None else "stall"
+        self._metrics.count("onboarding_reconciliations", {"trigger": trigger, "outcome": outcome})
 
     async def _issue_token(self) -> LinkToken:
         token_state = self._machine.journal.facts.token
@@ -454,15 +477,23 @@ class OnboardingWorkflow:
             workflow.logger.info(
                 "onboarding %s is %s; ignoring events", self._user_id, self._life.status.value
             )
+            for event in batch.events:
+                self._count_event(event.source, "after_end")
             return
         changed = False
         for event in batch.events:
             if self._machine.apply(event):
                 changed = True
+                self._count_event(event.source, "recorded")
                 if event.source is Source.WIDGET and event.type == "onTokenExpired":
                     self._feed(TokenExpiryReported())
+            else:
+                self._count_event(event.source, "duplicate")
         if changed:
             self._observe()
+
+    def _count_event(self, source: Source, outcome: str) -> None:
+        self._metrics.count("onboarding_events", {"source": source.value, "outcome": outcome})
 
     @workflow.query
     def state(self) -> OnboardingView:

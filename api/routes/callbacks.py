@@ -22,11 +22,14 @@ from pydantic import (
 )
 
 from api.deps import IngestDep, SettingsDep
+from api.metrics import ApiMetrics, mark_counted
 from api.problems import Problem, ProblemError, describe_validation_error
 from onboarding.core import callback_tokens
 from onboarding.core.compact import compact_data
 from onboarding.core.identity import USER_ID_PATTERN
 from onboarding.core.models import CamelModel, Event, Source
+from onboarding.service.onboardings import EventRefused
+from onboarding.service.spool import SpoolError
 
 router = APIRouter(tags=["callbacks"])
 _bearer = HTTPBearer(auto_error=False, description="the onboarding's callbackToken")
@@ -170,11 +173,24 @@ class CallbackAck(CamelModel):
     callback: str
 
 
+# Refusals by status, as counted in onboarding_callbacks_total's outcome.
+_REFUSED = {
+    400: "refused_invalid",
+    401: "refused_token",
+    403: "refused_other_onboarding",
+    503: "refused_not_configured",  # no ONBOARDING_CALLBACK_SECRET: the only 503 before ingest
+}
+
+
 def _authenticate(
-    user_id: str, settings: Any, credentials: HTTPAuthorizationCredentials | None
+    user_id: str,
+    settings: Any,
+    credentials: HTTPAuthorizationCredentials | None,
+    metrics: ApiMetrics,
 ) -> None:
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None or credentials.scheme.lower() != "bearer":
+        metrics.signature_failure("callbacks", "missing")
         raise ProblemError(401, "missing callback token", headers=challenge)
     if settings.callback_secret is None:
         raise ProblemError(503, "callbacks are not configured on this service")
@@ -183,8 +199,10 @@ def _authenticate(
             credentials.credentials, settings.callback_secret, datetime.now(UTC)
         )
     except callback_tokens.ExpiredCallbackToken:
+        metrics.signature_failure("callbacks", "expired")
         raise ProblemError(401, "callback token has expired", headers=challenge) from None
     except callback_tokens.CallbackTokenError:
+        metrics.signature_failure("callbacks", "invalid")
         raise ProblemError(401, "invalid callback token", headers=challenge) from None
     if token_user != user_id:
         raise ProblemError(403, "this callback token belongs to another onboarding")
@@ -236,9 +254,14 @@ async def receive_callback(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> JSONResponse:
     """Record one widget callback as a hint. ``Authorization: Bearer <callbackToken>``."""
-    _authenticate(user_id, settings, credentials)
-    body = await request.body()  # bounded by ONBOARDING_CALLBACK_MAX_BYTES in api/limits.py
-    callback, data = _parse(body, user_id)
+    metrics: ApiMetrics = request.app.state.metrics
+    try:
+        _authenticate(user_id, settings, credentials, metrics)
+        body = await request.body()  # bounded by ONBOARDING_CALLBACK_MAX_BYTES in api/limits.py
+        callback, data = _parse(body, user_id)
+    except ProblemError as err:
+        metrics.callback(None, _REFUSED.get(err.status, f"refused_{err.status}"))
+        raise
     now = datetime.now(UTC)
     event = Event(
         id=callback.id or f"cb-{uuid.uuid4().hex}",
@@ -248,10 +271,19 @@ async def receive_callback(
         received_at=now,
         data={**compact_data(data), "userId": user_id},
     )
-    result = await ingest(user_id, event)
+    try:
+        result = await ingest(user_id, event)
+    except SpoolError:  # neither Temporal nor the spool could take it
+        metrics.callback(callback.callback, "refused_unavailable")
+        raise
+    except EventRefused:  # Temporal refused the event itself: 422 from the app's error handler
+        metrics.callback(callback.callback, "refused_invalid")
+        mark_counted(request.scope)  # so the middleware does not count the 422 again
+        raise
     outcome: Literal["signalled", "spooled", "onboarding_ended"] = (
         "signalled" if result.outcome == "accepted" else result.outcome
     )
+    metrics.callback(callback.callback, outcome)
     ack = CallbackAck(outcome=outcome, event_id=event.id, callback=callback.callback)
     return JSONResponse(
         ack.model_dump(by_alias=True), status_code=200 if outcome == "onboarding_ended" else 202

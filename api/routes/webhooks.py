@@ -12,12 +12,15 @@ from fastapi.responses import JSONResponse
 
 from api.client_ip import allowed, client_ip
 from api.deps import IngestDep, SettingsDep
+from api.metrics import ApiMetrics
 from api.problems import Problem, ProblemError
 from onboarding.core.models import CamelModel
 from onboarding.core.signatures import SIGNATURE_HEADER, verify
-from onboarding.core.webhook_triage import NoUser, Unusable, event_from, triage
+from onboarding.core.webhook_triage import NoUser, Triage, Unusable, event_from, triage
 from onboarding.service.dead_letters import DeadLetters
 from onboarding.service.onboardings import EventRefused
+from onboarding.service.spool import SpoolError
+from onboarding.service.spooling import DurableIngest
 
 logger = logging.getLogger("onboarding.webhooks")
 router = APIRouter(tags=["webhooks"])
@@ -45,17 +48,15 @@ def _ack(ack: WebhookAck, status: int = 202) -> JSONResponse:
     return JSONResponse(ack.model_dump(by_alias=True), status_code=status)
 
 
-async def _dead_letter(request: Request, body: bytes, unusable: Unusable) -> JSONResponse:
+async def _dead_letter(request: Request, body: bytes, unusable: Unusable) -> WebhookAck:
     dead_letters: DeadLetters = request.app.state.dead_letters  # not a dependency: rarely used
     letter = await dead_letters.keep(body, unusable)
-    return _ack(
-        WebhookAck(
-            outcome="dead_lettered",
-            event_id=unusable.event_id,
-            type=unusable.type,
-            dead_letter_id=letter.id,
-            detail=f"signed but cannot be used, kept for an operator: {unusable.reason}",
-        )
+    return WebhookAck(
+        outcome="dead_lettered",
+        event_id=unusable.event_id,
+        type=unusable.type,
+        dead_letter_id=letter.id,
+        detail=f"signed but cannot be used, kept for an operator: {unusable.reason}",
     )
 
 
@@ -80,36 +81,58 @@ async def receive_smile_webhook(
     """Receive one Smile webhook. Answers 2xx only once the event is durable: signalled to its
     onboarding in Temporal, or kept in the spool while Temporal cannot take it, or (signed but
     unusable) kept in the dead-letter for an operator."""
+    metrics: ApiMetrics = request.app.state.metrics
     peer = request.client.host if request.client else None
     address = client_ip(
         peer, request.headers.get("X-Forwarded-For"), request.app.state.trusted_proxies
     )
     if not allowed(address, request.app.state.webhook_allow):
         logger.warning("webhook refused from %s: not in SMILE_WEBHOOK_ALLOWED_IPS", address)
+        metrics.webhook(None, "refused_ip")
         raise ProblemError(403, "webhooks are accepted only from Smile's addresses")
     body = await request.body()  # bounded by SMILE_WEBHOOK_MAX_BYTES in api/limits.py
-    if not verify(body, request.headers.get(SIGNATURE_HEADER), settings.webhook_secrets):
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not verify(body, signature, settings.webhook_secrets):
+        metrics.signature_failure("webhooks", "missing" if signature is None else "invalid")
+        metrics.webhook(None, "refused_signature")
         raise ProblemError(401, f"missing or invalid {SIGNATURE_HEADER} header")
     verdict = triage(body)
+    try:
+        ack, status = await _accept(request, body, verdict, ingest)
+    except SpoolError:  # neither Temporal nor the spool could take it: 503, Smile retries
+        metrics.webhook(_type_of(verdict), "refused_unavailable")
+        raise
+    metrics.webhook(ack.type, ack.outcome)
+    return _ack(ack, status)
+
+
+def _type_of(verdict: Triage) -> str | None:
+    return verdict.type if isinstance(verdict, Unusable) else verdict.envelope.type
+
+
+async def _accept(
+    request: Request, body: bytes, verdict: Triage, ingest: DurableIngest
+) -> tuple[WebhookAck, int]:
+    """A verified webhook made durable: its acknowledgement and status."""
     if isinstance(verdict, Unusable):
-        return await _dead_letter(request, body, verdict)
+        return await _dead_letter(request, body, verdict), 202
     envelope = verdict.envelope
     if isinstance(verdict, NoUser):
         logger.info(
             "webhook %s (%s) carries no userId; matched no onboarding", envelope.id, envelope.type
         )
-        return _ack(
-            WebhookAck(
-                outcome="no_user",
-                event_id=envelope.id,
-                type=envelope.type,
-                detail="event carries no userId: accepted and logged, matched no onboarding",
-            )
+        ack = WebhookAck(
+            outcome="no_user",
+            event_id=envelope.id,
+            type=envelope.type,
+            detail="event carries no userId: accepted and logged, matched no onboarding",
         )
+        return ack, 202
     try:
         result = await ingest(verdict.user_id, event_from(envelope, datetime.now(UTC)))
     except EventRefused as err:
-        return await _dead_letter(request, body, Unusable(str(err), envelope.id, envelope.type))
+        unusable = Unusable(str(err), envelope.id, envelope.type)
+        return await _dead_letter(request, body, unusable), 202
     outcome: Literal["signalled", "spooled", "onboarding_ended"] = (
         "signalled" if result.outcome == "accepted" else result.outcome
     )
@@ -121,4 +144,4 @@ async def receive_smile_webhook(
         workflow_id=result.workflow_id,
         detail=_DETAIL[result.outcome],
     )
-    return _ack(ack, 200 if outcome == "onboarding_ended" else 202)
+    return ack, 200 if outcome == "onboarding_ended" else 202

@@ -86,7 +86,9 @@ def cmd_dev(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    from onboarding.service.metrics import MetricsPortUnavailable, prometheus_runtime
     from onboarding.service.temporal import connect
+    from onboarding.service.tracing import WORKER_SERVICE, setup_tracing, temporal_interceptors
     from onboarding.service.worker import (
         MissingSmileCredentials,
         build_worker,
@@ -97,14 +99,25 @@ def cmd_worker(args: argparse.Namespace) -> None:
     settings = _settings()
     if (problem := settings.notice_problem()) is not None:
         raise CliError(problem)
+    runtime = None  # the SDK's default: no metrics served
+    if settings.worker_metrics_port is not None:
+        try:
+            runtime = prometheus_runtime(settings.worker_metrics_port)
+        except MetricsPortUnavailable as err:
+            raise CliError(str(err)) from None
     try:
         smile = smile_client_from(settings)
         notices = notice_sender_from(settings)
     except (MissingSmileCredentials, ValueError) as err:
         raise CliError(str(err)) from None
+    tracer_provider = setup_tracing(settings, WORKER_SERVICE)  # None: OTLP endpoint unset
 
     async def run() -> None:
-        client = await connect(args.temporal_address)
+        client = await connect(
+            args.temporal_address,
+            interceptors=temporal_interceptors(tracer_provider),
+            runtime=runtime,
+        )
         worker = build_worker(client, settings.task_queue, smile, notices)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -114,6 +127,10 @@ def cmd_worker(args: argparse.Namespace) -> None:
             settings.task_queue,
             client.service_client.config.target_host,
         )
+        if settings.worker_metrics_port is not None:
+            logging.getLogger("onboarding").info(
+                "worker metrics on http://0.0.0.0:%d/metrics", settings.worker_metrics_port
+            )
         try:
             await worker.run()
         finally:
@@ -127,6 +144,7 @@ def cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
 
     from api.app import create_app
+    from onboarding.service.tracing import API_SERVICE, setup_tracing
     from onboarding.tooling.serving import UVICORN_OPTIONS
 
     settings = _settings()
@@ -145,8 +163,11 @@ def cmd_api(args: argparse.Namespace) -> None:
             "spool: SQLite at %s (set ONBOARDING_SPOOL_URL to share one between replicas)",
             Path(settings.spool_location).resolve(),
         )
+    tracer_provider = setup_tracing(settings, API_SERVICE)  # None: OTLP endpoint unset
     uvicorn.run(
-        create_app(settings, temporal_address=args.temporal_address),
+        create_app(
+            settings, temporal_address=args.temporal_address, tracer_provider=tracer_provider
+        ),
         host=host,
         port=port,
         access_log=args.access_log,

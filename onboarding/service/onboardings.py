@@ -513,21 +513,23 @@ class Onboardings:
             next_page_token=_encode_token(next_token) if next_token else None,
         )
 
-    async def funnel(self) -> Funnel:
-        async def count(stage: Stage | None = None, status: Status | None = None) -> int:
-            await self._connected()
-            with _temporal_errors():
-                result = await self.client.count_workflows(
-                    _visibility_query(stage, status), rpc_timeout=self.settings.rpc_timeout
-                )
-            return result.count
+    async def count(self, stage: Stage | None = None, status: Status | None = None) -> int:
+        """How many onboardings are in ``stage`` and/or ``status`` (both: in that stage with
+        that status, e.g. stalled in ``connected``), by one visibility count."""
+        await self._connected()
+        with _temporal_errors():
+            result = await self.client.count_workflows(
+                _visibility_query(stage, status), rpc_timeout=self.settings.rpc_timeout
+            )
+        return result.count
 
+    async def funnel(self) -> Funnel:
         # One count per stage and per status, all at once rather than one after another.
         await self._connected()
         total, *counts = await asyncio.gather(
-            count(),
-            *(count(stage=stage) for stage in Stage),
-            *(count(status=status) for status in Status),
+            self.count(),
+            *(self.count(stage=stage) for stage in Stage),
+            *(self.count(status=status) for status in Status),
         )
         stages = len(Stage)
         return Funnel(

@@ -282,6 +282,11 @@ class Settings(BaseSettings):
         description="OpenTelemetry's own variable: when set, traces are exported there (OTLP "
         "over HTTP); unset, tracing is off and costs nothing.",
     )
+    otlp_traces_endpoint: str | None = Field(
+        None,
+        validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        description="OpenTelemetry's variable for traces alone; either one turns tracing on.",
+    )
 
     @field_validator("webhook_secrets", "admin_tokens", mode="before")
     @classmethod

@@ -6,9 +6,12 @@ needs no code change."""
 
 from __future__ import annotations
 
-from temporalio.client import Client
+from collections.abc import Sequence
+
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig, ClientConnectConfig
+from temporalio.runtime import Runtime
 
 DEFAULT_ADDRESS = "localhost:7233"
 
@@ -19,9 +22,15 @@ async def connect(
     namespace: str | None = None,
     lazy: bool = False,
     use_environment: bool = True,
+    interceptors: Sequence[Interceptor] = (),
+    runtime: Runtime | None = None,
 ) -> Client:
     """Connect a client. ``address``/``namespace`` override the environment; with
-    ``use_environment=False`` (the embedded dev server) the environment is ignored entirely."""
+    ``use_environment=False`` (the embedded dev server) the environment is ignored entirely.
+    ``interceptors`` (tracing: :func:`onboarding.service.tracing.temporal_interceptors`) also
+    apply to every worker built from the client. ``runtime`` (metrics:
+    :func:`onboarding.service.metrics.prometheus_runtime`) is the SDK runtime the client and
+    its workers record into; ``None``, the SDK's default."""
     config: ClientConnectConfig = (
         ClientConfig.load_client_connect_config() if use_environment else {}
     )
@@ -30,4 +39,10 @@ async def connect(
         config["target_host"] = address
     if namespace:
         config["namespace"] = namespace
-    return await Client.connect(**config, data_converter=pydantic_data_converter, lazy=lazy)
+    return await Client.connect(
+        **config,
+        data_converter=pydantic_data_converter,
+        lazy=lazy,
+        interceptors=interceptors,
+        runtime=runtime,
+    )

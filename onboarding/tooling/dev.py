@@ -12,12 +12,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import SecretStr
+from temporalio.runtime import Runtime
 
 from api.app import create_app
+from onboarding.service.metrics import MetricsPortUnavailable, prometheus_runtime
 from onboarding.service.settings import Settings
+from onboarding.service.tracing import (
+    DEV_SERVICE,
+    setup_tracing,
+    temporal_interceptors,
+    tracing_enabled,
+)
 from onboarding.service.worker import build_worker, notice_sender_from, smile_client_from
 from onboarding.tooling.dev_secrets import DevSecrets, load_or_create
-from onboarding.tooling.devserver import TemporalDevServer, ensure_port_free
+from onboarding.tooling.devserver import DevServerError, TemporalDevServer, ensure_port_free
 from onboarding.tooling.discovery import (
     DEV_FILE,
     DEV_NAMESPACE,
@@ -51,6 +59,19 @@ def check_ports(options: DevOptions, with_standin: bool) -> None:
         ensure_port_free("127.0.0.1", options.smile_port, "the Smile stand-in", "--smile-port")
 
 
+def metrics_runtime(host: str, port: int | None) -> Runtime | None:
+    """With ``ONBOARDING_WORKER_METRICS_PORT`` set, the SDK runtime serving the worker's
+    metrics on the API's host (the one client, the API's and the worker's, records into it)."""
+    if port is None:
+        return None
+    option = "ONBOARDING_WORKER_METRICS_PORT"
+    ensure_port_free(host, port, "the worker's metrics", option)
+    try:
+        return prometheus_runtime(port, host)
+    except MetricsPortUnavailable as err:
+        raise DevServerError(str(err)) from None
+
+
 def dev_settings(options: DevOptions, secrets: DevSecrets) -> Settings:
     """The environment's settings, with dev's secrets, ports and (without credentials) the
     stand-in in place of Smile."""
@@ -64,6 +85,8 @@ def dev_settings(options: DevOptions, secrets: DevSecrets) -> Settings:
         "host": options.host,
         "port": options.port,
         "data_dir": options.data_dir.resolve(),
+        # the console links each onboarding to this dev server's own web UI
+        "temporal_ui_url": f"http://127.0.0.1:{options.ui_port}",
     }
     if not base.has_smile_credentials:
         update |= {
@@ -78,6 +101,7 @@ async def run_dev(options: DevOptions) -> None:
     environment = Settings()  # a bad value fails here, before anything starts
     with_standin = not environment.has_smile_credentials
     check_ports(options, with_standin)
+    runtime = metrics_runtime(options.host, environment.worker_metrics_port)
     data_dir = options.data_dir.resolve()
     secrets = load_or_create(data_dir, environment)
     settings = dev_settings(options, secrets)
@@ -86,7 +110,11 @@ async def run_dev(options: DevOptions) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    client = await server.start()
+    # One process, one trace provider: the API's spans and the worker's share it.
+    tracer_provider = setup_tracing(settings, DEV_SERVICE)  # None: OTLP endpoint unset
+    client = await server.start(
+        interceptors=temporal_interceptors(tracer_provider), runtime=runtime
+    )
     smile = smile_client_from(settings)
     notices = notice_sender_from(settings)  # refuses every notice without ONBOARDING_NOTIFY_URL
     async with contextlib.AsyncExitStack() as stack:
@@ -109,7 +137,9 @@ async def run_dev(options: DevOptions) -> None:
         worker = build_worker(client, settings.task_queue, smile, notices)
         worker_task = asyncio.create_task(worker.run(), name="worker")
         api_server, api_task = await start_server(
-            create_app(settings, client), options.host, options.port
+            create_app(settings, client, tracer_provider=tracer_provider),
+            options.host,
+            options.port,
         )
         # Up: from now on commands in another shell find this service (onboarding status, …).
         pid = os.getpid()
@@ -176,10 +206,13 @@ def _print_banner(
         f"""
 Smile onboarding — embedded dev mode
   API                {api}   (docs: {api}/docs)
+  Console            {api}/console   (sign in with the admin token below)
   Smile webhooks     POST {api}/webhooks/smile
   Smile API          {smile}
   Temporal           {server.address}   (task queue {settings.task_queue})
   Temporal web UI    {server.ui_url}
+  Metrics            {api}/metrics   {_worker_metrics(options, settings)}
+  Traces             {_traces(settings)}
   Data               {data_dir}   (onboardings survive a restart)
   Spool              {_spool(settings)}   (events wait here while Temporal cannot take them)
   Webhook secret     {secrets.webhook_secret}{_others(secrets.webhook_secrets, "signs")}
@@ -194,6 +227,20 @@ Ctrl-C stops everything.
 """,
         flush=True,
     )
+
+
+def _worker_metrics(options: DevOptions, settings: Settings) -> str:
+    """The banner's Metrics line, after the API's: the worker's (the Temporal SDK's and ours)."""
+    if settings.worker_metrics_port is None:
+        return "(worker's: set ONBOARDING_WORKER_METRICS_PORT)"
+    return f"(worker's: http://{options.host}:{settings.worker_metrics_port}/metrics)"
+
+
+def _traces(settings: Settings) -> str:
+    """The banner's Traces line (the endpoint is not printed: a URL may carry credentials)."""
+    if not tracing_enabled(settings):
+        return "off (set OTEL_EXPORTER_OTLP_ENDPOINT to export them over OTLP/HTTP)"
+    return f"OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, service {DEV_SERVICE}"
 
 
 def _notices(settings: Settings, secrets: DevSecrets, data_dir: Path) -> str:

@@ -12,9 +12,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
+from temporalio.runtime import Runtime
 
 from onboarding.service.temporal import connect
 from onboarding.tooling.binaries import temporal_cli
@@ -89,8 +91,15 @@ class TemporalDevServer:
             cmd += ["--search-attribute", f"{key.name}=Keyword"]
         return cmd
 
-    async def start(self, startup_timeout: float = 60.0) -> Client:
-        """Start the server and return a client once it answers."""
+    async def start(
+        self,
+        startup_timeout: float = 60.0,
+        *,
+        interceptors: Sequence[Interceptor] = (),
+        runtime: Runtime | None = None,
+    ) -> Client:
+        """Start the server and return a client (with ``interceptors``, in ``runtime``) once it
+        answers."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = self.command()
         log = self.log_file.open("ab")
@@ -118,7 +127,13 @@ class TemporalDevServer:
                 _, writer = await asyncio.open_connection(self.ip, self.port)
                 writer.close()
                 return await asyncio.wait_for(
-                    connect(self.address, use_environment=False), timeout=10
+                    connect(
+                        self.address,
+                        use_environment=False,
+                        interceptors=interceptors,
+                        runtime=runtime,
+                    ),
+                    timeout=10,
                 )
             except (OSError, RuntimeError, TimeoutError) as err:  # not listening yet
                 last_error = err

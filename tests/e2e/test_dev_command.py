@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from onboarding.core.signatures import sign
 from tests.conftest import free_port, unique_user
@@ -224,7 +225,8 @@ def test_dev_runs_a_journey_and_keeps_it_across_a_restart(service: DevService) -
 
 
 def test_dev_runs_offline_against_the_smile_stand_in(service: DevService) -> None:
-    service.start()
+    metrics_port = free_port()
+    service.start(ONBOARDING_WORKER_METRICS_PORT=str(metrics_port))
     admin = {"Authorization": f"Bearer {service.secrets['adminToken']}"}
     started = httpx.post(f"{service.base}/onboardings", headers=admin, json={}, timeout=30)
     assert started.status_code == 201, started.text
@@ -241,7 +243,24 @@ def test_dev_runs_offline_against_the_smile_stand_in(service: DevService) -> Non
         return view.get("stage") == "connected"
 
     wait_for(connected, 30, "the stand-in's webhook to arrive")
+    # Metrics: the API's, and the worker's with the port set (the SDK's and the onboarding's).
+    api_metrics = text_string_to_metric_families(httpx.get(f"{service.base}/metrics").text)
+    webhooks = next(f for f in api_metrics if f.name == "onboarding_webhooks").samples
+    assert [(s.labels, s.value) for s in webhooks if s.name.endswith("_total")] == [
+        ({"type": "ACCOUNT_CONNECTED", "outcome": "signalled"}, 1)
+    ]
+    worker_url = f"http://127.0.0.1:{metrics_port}/metrics"
+
+    def counted() -> bool:
+        worker_metrics = httpx.get(worker_url).text
+        return "temporal_workflow_task_execution_latency_seconds_count{" in worker_metrics and any(
+            line.startswith("onboarding_stage_transitions_total{") and 'to="connected"' in line
+            for line in worker_metrics.splitlines()
+        )
+
+    wait_for(counted, 30, "the worker's metrics")
     assert service.stop(signal.SIGTERM) == 0
+    assert worker_url in service.output  # the banner says where
 
 
 def test_a_taken_port_is_a_clear_error(service: DevService) -> None:

@@ -7,9 +7,9 @@ Every write is a ``BEGIN IMMEDIATE`` transaction: it takes the write lock up fro
 inside it can never be invalidated by another process's commit.
 
 The byte limit is exact: triggers keep the payloads' total in the one-row ``spool_meta`` table,
-in the same transaction as the insert or delete, so ``put`` reads one row instead of summing
-the table. ``seq`` is ``AUTOINCREMENT``: a removed event's seq is never reused, so a late
-``remove`` from an owner whose lease ran out cannot delete a newer event.
+in the same transaction as the insert or delete, so ``put`` (and ``stats``) reads one row
+instead of summing the table. ``seq`` is ``AUTOINCREMENT``: a removed event's seq is never
+reused, so a late ``remove`` from an owner whose lease ran out cannot delete a newer event.
 
 Claiming chooses the user and leases their events inside one ``BEGIN IMMEDIATE`` transaction,
 so claims (from every process on the file) run one at a time and each sees the leases of the
@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS spool_events (
 );
 CREATE INDEX IF NOT EXISTS spool_events_order ON spool_events (created_at, seq);
 CREATE INDEX IF NOT EXISTS spool_events_user ON spool_events (user_id, created_at, seq);
+CREATE INDEX IF NOT EXISTS spool_events_spooled ON spool_events (spooled_at);
 CREATE TABLE IF NOT EXISTS spool_meta (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     bytes INTEGER NOT NULL,
@@ -240,11 +241,12 @@ class SqliteSpool(Spool):
 
     async def stats(self) -> SpoolStats:
         def stats(conn: sqlite3.Connection) -> SpoolStats:
-            # One statement: one snapshot.
+            # One statement: one snapshot. The bytes are the triggers' running total, the
+            # oldest comes from the spooled_at index: only the two counts walk an index.
             depth, size, oldest, letters = _one(
                 conn,
                 "SELECT (SELECT COUNT(*) FROM spool_events),"
-                " (SELECT COALESCE(SUM(size), 0) FROM spool_events),"
+                " COALESCE((SELECT bytes FROM spool_meta WHERE id = 1), 0),"
                 " (SELECT MIN(spooled_at) FROM spool_events),"
                 " (SELECT COUNT(*) FROM dead_letters)",
             )

@@ -49,3 +49,10 @@ def test_dev_generates_and_keeps_secrets_when_none_are_set(
     assert _values(settings.webhook_secrets) == [first.webhook_secret]
     assert settings.callback_secret is not None
     assert settings.callback_secret.get_secret_value() == first.callback_secret
+
+
+def test_dev_links_the_console_to_its_own_temporal_web_ui(tmp_path: Path) -> None:
+    secrets = load_or_create(tmp_path)
+    options = DevOptions(data_dir=tmp_path, host="127.0.0.1", port=8000, temporal_port=7233,
+                         ui_port=18233, smile_port=8081)  # fmt: skip
+    assert dev_settings(options, secrets).temporal_ui_url == "http://127.0.0.1:18233"

@@ -83,6 +83,35 @@ async def test_the_file_is_in_wal_mode_in_a_new_directory(tmp_path: Path) -> Non
     conn.close()
 
 
+async def test_a_spool_made_before_the_spooled_at_index_gets_it_when_opened(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "spool.sqlite3"
+    spool = SqliteSpool(path, PLENTY)
+    await spool.open()
+    await spool.put("u", "e1", at(1), b"abc", now=at(20))
+    await spool.close()
+    with sqlite3.connect(path) as conn:  # as a spool of an earlier version left it
+        conn.execute("DROP INDEX spool_events_spooled")
+    conn.close()
+
+    for opening in (1, 2):  # the second opening finds it there
+        spool = SqliteSpool(path, PLENTY)
+        await spool.open()
+        await spool.put("v", f"v{opening}", at(2), b"defgh", now=at(10))
+        stats = await spool.stats()
+        await spool.close()
+        assert (stats.depth, stats.oldest_spooled_at) == (1 + opening, at(10))
+        assert stats.bytes == 3 + 5 * opening  # spool_meta's running total
+    with sqlite3.connect(path) as conn:
+        plan = " ".join(
+            str(row)
+            for row in conn.execute("EXPLAIN QUERY PLAN SELECT MIN(spooled_at) FROM spool_events")
+        )
+    conn.close()
+    assert "spool_events_spooled" in plan
+
+
 async def test_storage_that_cannot_be_opened_is_unavailable(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
     spool = SqliteSpool(tmp_path / "a-file" / "spool.sqlite3", PLENTY)

@@ -1,0 +1,48 @@
+"""A value kept for a few seconds, loaded one load at a time: for figures that are read often
+(every scrape of ``/metrics``, every poll of the console's funnel) and cost a backend round-trip
+each (visibility counts, a spool scan), so that N readers a second cost at most one load per
+``ttl`` seconds however many readers there are."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class TtlCache(Generic[T]):
+    """The last value a load gave, for ``ttl`` seconds after it came in (by ``clock``, in
+    seconds). Once it is older, the next :meth:`get` loads afresh; readers arriving while that
+    load runs await the same load (single flight), never a second one. A load that fails is not
+    kept: its readers see its error, and the next reader tries again. A reader that is cancelled
+    (a client gone) does not cancel the load the others await."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._value: T | None = None
+        self._loaded_at: float | None = None
+        self._loading: asyncio.Task[T] | None = None
+
+    async def get(self, load: Callable[[], Awaitable[T]]) -> T:
+        """The kept value while it is fresh; otherwise ``load()``'s, run once for everyone
+        asking meanwhile."""
+        if self._loaded_at is not None and self.clock() - self._loaded_at < self.ttl:
+            return self._value  # type: ignore[return-value]  # set with _loaded_at
+        loading = self._loading
+        if loading is None:
+            loading = self._loading = asyncio.ensure_future(self._load(load))
+            # Retrieved even when every reader was cancelled: no "never retrieved" warning.
+            loading.add_done_callback(lambda task: task.cancelled() or task.exception())
+        return await asyncio.shield(loading)
+
+    async def _load(self, load: Callable[[], Awaitable[T]]) -> T:
+        try:
+            value = await load()
+            self._value, self._loaded_at = value, self.clock()
+            return value
+        finally:
+            self._loading = None
