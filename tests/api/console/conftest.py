@@ -87,7 +87,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-WAIT = 15_000  # ms: the funnel refreshes every 5 s; everything else is quicker
+WAIT = 30_000  # ms: the funnel polls every 5 s for figures up to 5 s old; the rest is quicker
 
 
 @dataclass
