@@ -235,6 +235,17 @@ def spawn(command: str, env: dict[str, str], workdir: Path) -> subprocess.Popen[
         )
 
 
+def print_log_tails(
+    console: Console, workdir: Path, names: tuple[str, ...] = ("worker", "api")
+) -> None:
+    """The last lines of the spawned services' logs, to say why a run broke."""
+    for name in names:
+        log = workdir / f"{name}.log"
+        if log.exists():
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            console.print(f"[bold]last lines of {name}.log:[/bold]\n" + "\n".join(tail))
+
+
 async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     async with httpx.AsyncClient() as http:
         for _ in range(600):
@@ -480,11 +491,7 @@ async def main(args: argparse.Namespace) -> None:
                 rss["worker after all"] = peak_rss_mb(worker.pid)
             rss["api"] = peak_rss_mb(api.pid)
     except BaseException:
-        for name in ("worker", "api"):
-            log = workdir / f"{name}.log"
-            if log.exists():
-                tail = log.read_text(errors="replace").splitlines()[-15:]
-                console.print(f"[bold]last lines of {name}.log:[/bold]\n" + "\n".join(tail))
+        print_log_tails(console, workdir)
         raise
     finally:
         await http.aclose()

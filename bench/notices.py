@@ -67,6 +67,7 @@ from ingest import (  # beside this script, which Python puts first on sys.path
     CpuMeter,
     code_under_test,
     peak_rss_mb,
+    print_log_tails,
     spawn,
     wait_ready,
 )
@@ -583,11 +584,7 @@ class Stack:
             if (after := source_fingerprint()) != code:
                 code = f"{code}->{after}"
         except BaseException:
-            for name in ("worker", "api"):
-                log = rundir / f"{name}.log"
-                if log.exists():
-                    tail = log.read_text(errors="replace").splitlines()[-15:]
-                    console.print(f"[bold]last lines of {name}.log:[/bold]\n" + "\n".join(tail))
+            print_log_tails(console, rundir)
             raise
         finally:
             for process in (worker, api):
