@@ -40,3 +40,17 @@ def allowed(address: str | None, allow: Sequence[IPNetwork]) -> bool:
     if not allow:
         return True
     return address is not None and _in(address, allow)
+
+
+def caller_key(address: str) -> str:
+    """Who to count failures against: an IPv4 address as it is, an IPv6 one by its /64 (one
+    host usually holds a whole /64, and could otherwise take a fresh address per attempt)."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is that IPv4 host
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
@@ -84,6 +85,10 @@ with workflow.unsafe.imports_passed_through():
 INGEST_SIGNAL = "ingest"
 # Sending notices is a change to running workflows: histories from before it replay without.
 NOTICES_PATCH = "notices"
+# Publishing when the stage was entered (a search attribute) changes running workflows' upserts.
+STAGE_ENTERED_PATCH = "stage-entered-at"
+# How far the attribute a starter set may be from the workflow's own time and still stand.
+_ENTERED_SLACK = timedelta(minutes=1)
 # How long a notice is retried in all, from when it was issued (or queued again).
 NOTICE_WINDOW = longest_wait(DELIVER_NOTICE)
 # A notice whose window has passed while it waited its turn still gets one try.
@@ -110,6 +115,10 @@ class OnboardingWorkflow:
             life.runs += 1
             self._state = lifecycle.State(life, self._options.timeouts)
         self._published = _search_attributes_at_start()
+        self._entered_published = _entered_as_published(
+            workflow.info().typed_search_attributes.get(search_attributes.STAGE_ENTERED_AT),
+            self._state.life.stage_entered_at,
+        )
         self._signals_this_run = 0
         self._tasks: dict[Command, asyncio.Task[None]] = {}
         self._timer: asyncio.Task[None] | None = None
@@ -128,6 +137,7 @@ class OnboardingWorkflow:
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingView:
         self._feed(Resumed())
+        self._publish_stage_entered()
         self._deliver_notices()  # what a previous run left to deliver
         while not self._ended:
             self._arm_timer()
@@ -259,12 +269,26 @@ class OnboardingWorkflow:
         if (stage, status) == self._published:
             return
         self._published = (stage, status)
-        workflow.upsert_search_attributes(
-            [
-                search_attributes.STAGE.value_set(stage.value),
-                search_attributes.STATUS.value_set(status.value),
-            ]
-        )
+        updates: list[SearchAttributeUpdate[Any]] = [
+            search_attributes.STAGE.value_set(stage.value),
+            search_attributes.STATUS.value_set(status.value),
+        ]
+        entered = self._life.stage_entered_at
+        if entered is not None and workflow.patched(STAGE_ENTERED_PATCH):
+            updates.append(search_attributes.STAGE_ENTERED_AT.value_set(entered))
+        workflow.upsert_search_attributes(updates)
+
+    def _publish_stage_entered(self) -> None:
+        """A run whose starter did not set when its stage was entered (one continued from a run
+        older than that attribute) publishes it at once, not only at its next change."""
+        entered = self._life.stage_entered_at
+        if entered is None or self._entered_published:
+            return
+        if workflow.patched(STAGE_ENTERED_PATCH):
+            self._entered_published = True
+            workflow.upsert_search_attributes(
+                [search_attributes.STAGE_ENTERED_AT.value_set(entered)]
+            )
 
     def _derive_stage(self) -> Stage:
         return derive_stage(self._machine.journal.facts, self._options.required_data)
@@ -663,6 +687,20 @@ def _search_attributes_at_start() -> tuple[Stage, Status] | None:
     if stage in set(Stage) and status in set(Status):
         return Stage(stage), Status(status)
     return None
+
+
+def _entered_as_published(published: datetime | None, entered: datetime | None) -> bool:
+    """Whether the run's ``OnboardingStageEnteredAt`` already says when its stage was entered:
+    set by its starter at about the start (within a minute: the starter's clock), or carried
+    from a run that kept it up to date. A run continued from one that an older worker moved on
+    carries a stale one, and publishes it again."""
+    if published is None:
+        return False
+    if entered is None:
+        return True
+    if published.tzinfo is None:
+        published = published.replace(tzinfo=UTC)
+    return abs(published - entered) <= _ENTERED_SLACK
 
 
 def _last_answer(err: ActivityError) -> tuple[int | None, int]:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
+from api.client_ip import caller_key
 from api.console import session as sessions
 from api.console import views
 from api.console.web import (
@@ -36,7 +37,7 @@ from api.console.web import (
 )
 from api.deps import OnboardingsDep, SettingsDep
 from api.errors import status_for
-from onboarding.core.durations import parse_duration
+from onboarding.core.durations import format_duration, parse_duration
 from onboarding.core.identity import USER_ID_PATTERN
 from onboarding.core.models import (
     STALLABLE_STAGES,
@@ -46,13 +47,15 @@ from onboarding.core.models import (
     TimeoutsChange,
     check_timeouts_change,
 )
+from onboarding.core.selection import OnboardingFilter
+from onboarding.core.throttle import FailureThrottle
 from onboarding.service.caching import TtlCache
+from onboarding.service.listing import ListOrder, OnboardingSummary
 from onboarding.service.onboardings import (
     Funnel,
     IssuedToken,
     OnboardingError,
     Onboardings,
-    OnboardingSummary,
     TemporalUnavailable,
 )
 from onboarding.service.settings import Settings
@@ -82,13 +85,26 @@ async def sign_in(request: Request, settings: SettingsDep) -> Response:
     here, there is no session yet: the form's own secret is the admin token."""
     form = await read_form(request)
     target = safe_next(form.get("next"))
+    throttle: FailureThrottle = request.app.state.sign_in_throttle
+    address, moment = caller(request), now()
+    who = caller_key(address)
+    wait = throttle.retry_after(who, moment)
+    if wait is not None:  # refused before the token is even compared
+        seconds = max(int(wait.total_seconds() + 0.999), 1)
+        logger.warning("console: sign-in throttled (from %s)", address)
+        context = {"next": target, "error": "Too many failed sign-ins from this address: "
+                   f"try again in {views.human_age(wait)}."}  # fmt: skip
+        return render(request, "sign_in.html", context, status_code=429,
+                      headers={"Retry-After": str(seconds)})  # fmt: skip
     key = sessions.session_key(settings.admin_tokens)
     token = form.get("token", "")
     if key is None or not token or not sessions.token_matches(settings.admin_tokens, token):
-        logger.warning("console: sign-in refused (from %s)", caller(request))
+        throttle.failed(who, moment)
+        logger.warning("console: sign-in refused (from %s)", address)
         context = {"next": target, "error": "That is not an admin token."}
         return render(request, "sign_in.html", context, status_code=401)
-    cookie, session = sessions.issue(key, now())
+    throttle.succeeded(who)
+    cookie, session = sessions.issue(key, moment)
     logger.info("console: signed in (session %s)", session.nonce[:8])
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
@@ -181,6 +197,18 @@ def _choice(value: str, kind: type[Stage] | type[Status], name: str) -> Any:
         raise FormError([f"{name}: unknown value {value[:40]!r}"]) from None
 
 
+def _age_choice(value: str) -> timedelta | None:
+    if not value.strip():
+        return None
+    try:
+        age = parse_duration(value)
+    except ValueError as err:
+        raise FormError([f"waiting longer than: {err}"]) from None
+    if age <= timedelta(0):
+        raise FormError(["waiting longer than: give a positive duration such as 6h"])
+    return age
+
+
 async def _stuck_rows(
     onboardings: Onboardings, items: list[OnboardingSummary], at: datetime
 ) -> list[views.StuckRow]:
@@ -191,13 +219,14 @@ async def _stuck_rows(
         async with limit:
             try:
                 view = await onboardings.get(summary.user_id)
-            except TemporalUnavailable:
-                raise
             except OnboardingError as err:
-                return views.StuckRow(summary, None, None, str(err))
+                # The list itself answered, so Temporal is up: a state that cannot be read
+                # (no worker for its task queue, say) is that row's problem, not the page's.
+                return views.StuckRow(summary, None, views.summary_age(summary), str(err))
         return views.StuckRow(summary, view, views.age_in_stage(view, at))
 
-    return views.oldest_first(await asyncio.gather(*(one(item) for item in items)))
+    # The service's order (longest in stage first) is kept: it spans pages, not just this one.
+    return list(await asyncio.gather(*(one(item) for item in items)))
 
 
 @router.get("/stuck")
@@ -209,14 +238,26 @@ async def stuck_page(
     status: Annotated[str, Query(max_length=32)] = Status.STALLED.value,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,
     page_token: Annotated[str | None, Query(max_length=4096)] = None,
+    waiting: Annotated[str, Query(max_length=32)] = "",
 ) -> Response:
-    """Who is stuck: one page of onboardings in the chosen stage and status (visibility, newest
-    first), each one's state read for the time it entered its stage, the page then sorted
-    oldest first. The order is within the page: time in stage is not a search attribute."""
+    """Who is stuck: onboardings in the chosen stage and status, longest in their stage first
+    across all pages (by the ``OnboardingStageEnteredAt`` search attribute), optionally only
+    those waiting longer than a duration; each row's state is read for its deadlines."""
     stage_value = _choice(stage, Stage, "stage")
     status_value = _choice(status, Status, "status")
-    page = await onboardings.list(stage_value, status_value, page_size, page_token or None)
+    age = _age_choice(waiting)
     moment = now()
+    selection = OnboardingFilter(
+        stage=stage_value,
+        status=status_value,
+        entered_stage_before=moment - age if age is not None else None,
+    )
+    page = await onboardings.list(
+        page_size=page_size,
+        page_token=page_token or None,
+        selection=selection,
+        order=ListOrder.LONGEST_IN_STAGE,
+    )
     rows = await _stuck_rows(onboardings, page.items, moment)
     context = {
         "section": "stuck",
@@ -224,6 +265,7 @@ async def stuck_page(
         "stage": stage_value,
         "status": status_value,
         "page_size": page_size,
+        "waiting": format_duration(age) if age is not None else "",
         "next_page_token": page.next_page_token,
         "first_page": not page_token,
         "stages": list(Stage),

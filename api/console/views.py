@@ -3,13 +3,14 @@ and ages, and the way times and durations read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from onboarding.core.durations import format_duration
 from onboarding.core.models import OnboardingView, Stage
-from onboarding.service.onboardings import Funnel, OnboardingSummary
+from onboarding.service.listing import OnboardingSummary
+from onboarding.service.onboardings import Funnel
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,11 @@ def age_in_stage(view: OnboardingView, now: datetime) -> timedelta | None:
     return max(until - view.stage_entered_at, timedelta(0))
 
 
-def oldest_first(rows: Iterable[StuckRow]) -> list[StuckRow]:
-    """Longest in their stage first; rows whose age is unknown last, in the order given."""
-    known = [row for row in rows if row.age is not None]
-    unknown = [row for row in rows if row.age is None]
-    return sorted(known, key=lambda row: row.age or timedelta(0), reverse=True) + unknown
+def summary_age(summary: OnboardingSummary) -> timedelta | None:
+    """Time in stage as visibility reported it (when the state itself cannot be read)."""
+    if summary.time_in_stage is None:
+        return None
+    return timedelta(seconds=summary.time_in_stage)
 
 
 def human_age(value: timedelta | float | None) -> str:

@@ -3,13 +3,14 @@ Every route here needs the admin bearer token."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, ValidationError
 
 from api.deps import AdminDep, OnboardingsDep
-from api.problems import Problem
+from api.problems import Problem, ProblemError
 from onboarding.core.durations import parse_duration
 from onboarding.core.identity import USER_ID_PATTERN
 from onboarding.core.models import (
@@ -21,7 +22,10 @@ from onboarding.core.models import (
     Timeouts,
     TimeoutsChange,
 )
-from onboarding.service.onboardings import Funnel, IssuedToken, OnboardingPage
+from onboarding.core.selection import OnboardingFilter, first_reason
+from onboarding.core.selection import waiting_longer_than as waiting_longer_than_at
+from onboarding.service.listing import ListOrder, OnboardingPage
+from onboarding.service.onboardings import IssuedToken, Stats
 
 router = APIRouter(
     prefix="/onboardings",
@@ -103,7 +107,7 @@ async def start_onboarding(
     """Create the Smile user, start its onboarding, and return the first link token with a
     callback token for the front end. Send an ``Idempotency-Key`` to make retries safe."""
     body = body or StartBody()
-    timeouts = _change(body.timeouts) if body.timeouts is not None else None
+    timeouts = timeouts_change(body.timeouts) if body.timeouts is not None else None
     request = StartRequest(
         external_metadata=body.external_metadata,
         required_data=body.required_data,
@@ -113,7 +117,7 @@ async def start_onboarding(
     return Started(**issued.model_dump(), onboarding=view)
 
 
-def _change(timeouts: TimeoutsBody) -> TimeoutsChange:
+def timeouts_change(timeouts: TimeoutsBody) -> TimeoutsChange:
     return TimeoutsChange(
         stall=timeouts.stall,
         expire_after=timeouts.expire_after,
@@ -121,22 +125,63 @@ def _change(timeouts: TimeoutsBody) -> TimeoutsChange:
     )
 
 
-@router.get("", response_model=OnboardingPage)
+@router.get("", response_model=OnboardingPage, responses={422: {"model": Problem}})
 async def list_onboardings(
     onboardings: OnboardingsDep,
     stage: Stage | None = None,
     status: Status | None = None,
+    started_after: Annotated[datetime | None, Query(alias="startedAfter")] = None,
+    started_before: Annotated[datetime | None, Query(alias="startedBefore")] = None,
+    waiting_longer_than: Annotated[
+        timedelta | None,
+        BeforeValidator(_age),
+        Query(alias="waitingLongerThan", description="In their stage longer than this: 6h, 2d"),
+    ] = None,
+    sort: Annotated[
+        ListOrder,
+        Query(description="newest: newest started first; longest_in_stage: longest first"),
+    ] = ListOrder.NEWEST,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=500)] = 50,
     page_token: Annotated[str | None, Query(alias="pageToken", max_length=4096)] = None,
 ) -> OnboardingPage:
-    """Onboardings by stage and/or status, newest first, one page at a time."""
-    return await onboardings.list(stage, status, page_size, page_token)
+    """Onboardings by stage, status, start time and time in their stage, one page at a time:
+    newest first, or longest in their current stage first (a page token is for one order)."""
+    try:
+        selection = OnboardingFilter(
+            stage=stage,
+            status=status,
+            started_after=_aware(started_after),
+            started_before=_aware(started_before),
+            entered_stage_before=(
+                waiting_longer_than_at(waiting_longer_than, datetime.now(UTC))
+                if waiting_longer_than is not None
+                else None
+            ),
+        )
+    except ValidationError as err:  # times out of range or in the wrong order
+        raise ProblemError(422, first_reason(err)) from None
+    return await onboardings.list(
+        page_size=page_size, page_token=page_token, selection=selection, order=sort
+    )
 
 
-@router.get("/stats", response_model=Funnel)
-async def onboarding_stats(onboardings: OnboardingsDep) -> Funnel:
-    """The funnel: how many onboardings are in each stage and each status."""
-    return await onboardings.funnel()
+def _age(value: object) -> timedelta:
+    age = parse_duration(value)  # type: ignore[arg-type]
+    if age <= timedelta(0):
+        raise ValueError("give a positive duration such as 6h")
+    return age
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # A time without a zone is taken as UTC, as the CLI does.
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+@router.get("/stats", response_model=Stats)
+async def onboarding_stats(onboardings: OnboardingsDep) -> Stats:
+    """The funnel (how many onboardings are in each stage and each status), and per stage how
+    many are open, how many stalled, and the open one longest in it."""
+    return await onboardings.stats()
 
 
 @router.get(
@@ -162,7 +207,7 @@ async def set_timeouts(
     user_id: UserId, body: TimeoutsBody, onboardings: OnboardingsDep
 ) -> Timeouts:
     """Change stall timeouts (per stage), expireAfter or settleWindow of a running onboarding."""
-    return await onboardings.set_timeouts(user_id, _change(body))
+    return await onboardings.set_timeouts(user_id, timeouts_change(body))
 
 
 @router.post(

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from onboarding.core.defaults import DefaultsState
 from onboarding.core.durations import format_duration
 from onboarding.core.models import OnboardingView, Stage, Status, Timeouts
+from onboarding.service.bulk import BulkStatus
 from onboarding.service.dead_letters import DeadLetterDetail, DeadLetterPage
 from onboarding.service.health import ServiceHealth
+from onboarding.service.listing import OnboardingPage
 from onboarding.service.notices import NoticeList
-from onboarding.service.onboardings import Funnel, OnboardingPage
+from onboarding.service.onboardings import Funnel, Stats
 
 
 def _when(value: datetime | None, now: datetime) -> str:
@@ -100,11 +103,13 @@ def render_timeouts(timeouts: Timeouts) -> str:
 def render_page(page: OnboardingPage) -> str:
     if not page.items:
         return "no onboardings match"
-    lines = [f"{'USER':<44} {'STAGE':<16} {'STATUS':<10} STARTED"]
+    lines = [f"{'USER':<44} {'STAGE':<16} {'STATUS':<10} {'IN STAGE':>9}  STARTED"]
     for item in page.items:
         started = item.started_at.isoformat(timespec="seconds") if item.started_at else "—"
+        in_stage = "—" if item.time_in_stage is None else format_duration(item.time_in_stage)
         lines.append(
-            f"{item.user_id:<44} {(item.stage or '?'):<16} {(item.status or '?'):<10} {started}"
+            f"{item.user_id:<44} {(item.stage or '?'):<16} {(item.status or '?'):<10} "
+            f"{in_stage:>9}  {started}"
         )
     if page.next_page_token:
         lines.append(f"more: --page-token {page.next_page_token}")
@@ -116,6 +121,21 @@ def render_funnel(funnel: Funnel) -> str:
     lines += [f"  {stage.value:<16}{funnel.by_stage.get(stage, 0)}" for stage in Stage]
     lines += ["", "status"]
     lines += [f"  {status.value:<16}{funnel.by_status.get(status, 0)}" for status in Status]
+    return "\n".join(lines)
+
+
+def render_stats(stats: Stats) -> str:
+    """The funnel, then per stage: open, stalled, and who has been in it longest."""
+    lines = [render_funnel(stats), "", f"{'open, by stage':<18}{'OPEN':>6} {'STALLED':>8}  LONGEST"]
+    for stage in Stage:
+        row = stats.stages.get(stage)
+        if row is None:
+            continue
+        oldest = row.oldest
+        longest = "—"
+        if oldest is not None and oldest.time_in_stage is not None:
+            longest = f"{format_duration(oldest.time_in_stage)} ({oldest.user_id})"
+        lines.append(f"  {stage.value:<16}{row.open:>6} {row.stalled:>8}  {longest}")
     return "\n".join(lines)
 
 
@@ -196,3 +216,55 @@ def render_notices(listing: NoticeList) -> str:
 
 def _stamp(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def render_defaults(state: DefaultsState) -> str:
+    """The defaults new onboardings start with, then their audit, newest last."""
+    current = state.current
+    changed = (
+        f"revision {current.revision}, changed {current.changed_at.isoformat(timespec='seconds')}"
+        f" by {current.changed_by}"
+        if current.changed_at is not None
+        else "revision 0: the environment's values, never changed"
+    )
+    lines = [f"Defaults for new onboardings ({changed})", render_timeouts(current.timeouts)]
+    if state.audit:
+        lines.append("")
+        lines.append("Audit (oldest first)")
+    for entry in state.audit:
+        old, new = entry.old, entry.new
+        diffs = [
+            f"{stage.value} {format_duration(old.stall.get(stage, 0))}→{format_duration(seconds)}"
+            for stage, seconds in new.stall.items()
+            if old.stall.get(stage) != seconds
+        ]
+        limits = [
+            ("expireAfter", old.expire_after, new.expire_after),
+            ("settleWindow", old.settle_window, new.settle_window),
+        ]
+        for label, was, now in limits:
+            if was != now:
+                diffs.append(f"{label} {format_duration(was)}→{format_duration(now)}")
+        lines.append(
+            f"#{entry.revision:<4} {entry.at.isoformat(timespec='seconds')}  {entry.actor}: "
+            + (", ".join(diffs) or "no change")
+        )
+    return "\n".join(lines)
+
+
+def render_bulk_line(status: BulkStatus) -> str:
+    p = status.progress
+    return (
+        f"{status.id}: {p.state.value}; {p.done} done, {p.skipped_ended} skipped (ended), "
+        f"{p.failed} failed, {status.remaining} remaining of {p.matched}"
+    )
+
+
+def render_bulk(status: BulkStatus) -> str:
+    request = status.request
+    lines = [render_bulk_line(status), f"  {request.kind.value} at {request.rate:g}/s"]
+    for failure in status.progress.failures:
+        lines.append(f"  failed {failure.user_id}: {failure.error}")
+    if status.progress.state.value == "running":
+        lines.append(f"  follow: onboarding bulk {status.id} --wait; stop: --stop")
+    return "\n".join(lines)

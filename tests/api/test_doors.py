@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from api.client_ip import allowed, client_ip, parse_networks
+from api.client_ip import allowed, caller_key, client_ip, parse_networks
 from onboarding.core.signatures import sign
 from onboarding.service.settings import Settings
 from onboarding.tooling.serving import serving
@@ -164,3 +164,12 @@ async def test_forwarded_for_from_localhost_is_not_believed_over_real_http(
         response = await client.post("/webhooks/smile", content=body, headers=headers)
     assert response.status_code == 403, response.text
     assert not await workflow_exists(dev_env.client, user)
+
+
+def test_failures_are_counted_per_ipv4_host_and_per_ipv6_slash_64() -> None:
+    assert caller_key("192.0.2.7") == "192.0.2.7"
+    assert caller_key("::ffff:192.0.2.7") == "192.0.2.7"
+    one, other = caller_key("2001:db8:1:2::1"), caller_key("2001:db8:1:2:ffff::9")
+    assert one == other == "2001:db8:1:2::/64"
+    assert caller_key("2001:db8:1:3::1") != one
+    assert caller_key("?") == "?"  # no address known: one shared count

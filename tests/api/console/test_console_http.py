@@ -95,6 +95,32 @@ async def test_a_wrong_token_is_refused_without_a_cookie(http: httpx.AsyncClient
     assert (await http.get("/console")).status_code == 303
 
 
+async def test_repeated_wrong_tokens_from_one_address_must_wait(console_app: FastAPI) -> None:
+    def client_from(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=console_app, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    async with client_from("10.0.0.7") as guesser, client_from("10.0.0.8") as operator:
+        for _ in range(9):
+            assert (
+                await guesser.post("/console/sign-in", data={"token": "guess"})
+            ).status_code == 401
+        await sign_in(guesser)  # a success forgets the failures before it
+        for _ in range(10):
+            assert (
+                await guesser.post("/console/sign-in", data={"token": "guess"})
+            ).status_code == 401
+        # The eleventh is refused before the token is compared: even the right one waits.
+        throttled = await guesser.post("/console/sign-in", data={"token": ADMIN_TOKEN})
+        assert throttled.status_code == 429
+        assert 1 <= int(throttled.headers["retry-after"]) <= 300
+        assert (
+            "Too many failed sign-ins" in throttled.text and "set-cookie" not in throttled.headers
+        )
+        assert_console_headers(throttled)
+        await sign_in(operator)  # another address is not held up
+
+
 async def test_sign_in_sets_a_strict_http_only_session_cookie(http: httpx.AsyncClient) -> None:
     response = await http.post(
         "/console/sign-in", data={"token": ADMIN_TOKEN, "next": "/console/stuck"}
@@ -375,16 +401,29 @@ async def test_who_is_stuck_lists_the_filter_oldest_first(http: httpx.AsyncClien
         await eventually(lambda user=user: view_of(http, user))  # type: ignore[misc]
     await sign_in(http)
 
-    async def listed() -> str:
-        html = await http.get("/console/stuck?stage=account_created&status=active&page_size=50")
-        assert html.status_code == 200
-        assert all(user in html.text for user in users)
-        return html.text
+    async def listed() -> list[str]:
+        """Every user the filter lists, page after page, in the order shown."""
+        shown: list[str] = []
+        url: str | None = "/console/stuck?stage=account_created&status=active&page_size=50"
+        while url is not None:
+            html = await http.get(url)
+            assert html.status_code == 200
+            shown += re.findall(r'<tr data-user="([^"]+)"', html.text)
+            following = re.search(r'<a rel="next" href="([^"]+)"', html.text)
+            url = following.group(1).replace("&amp;", "&") if following else None
+        assert all(user in shown for user in users)
+        return shown
 
-    page = await eventually(listed)
-    order = [page.index(f'data-user="{user}"') for user in users]
-    assert order == sorted(order), "the first to enter its stage comes first"
-    assert "within this page" in page
+    shown = await eventually(listed)
+    # The first to enter its stage comes first, across pages, and nobody is shown twice.
+    assert [u for u in shown if u in users] == users
+    assert len(shown) == len(set(shown))
+    # Those waiting longer than a day: none of these three.
+    long_waiting = await http.get("/console/stuck?stage=account_created&waiting=1d")
+    assert long_waiting.status_code == 200
+    assert not any(user in long_waiting.text for user in users)
+    assert 'value="1d"' in long_waiting.text
+    assert (await http.get("/console/stuck?waiting=soon")).status_code == 422
     assert (await http.get("/console/stuck?page_size=51")).status_code == 422
     assert (await http.get("/console/stuck?stage=nowhere")).status_code == 422
     assert (await http.get("/console/stuck?page_token=bm9wZQ")).status_code == 400

@@ -38,16 +38,15 @@ def test_an_empty_funnel_has_no_shares() -> None:
     assert all(row.share == 0.0 and row.reached == 0 for row in views.funnel_rows(funnel, {}))
 
 
-def _row(user: str, age: timedelta | None) -> views.StuckRow:
-    summary = OnboardingSummary(user_id=user, workflow_id=f"onboarding-{user}", stage=None,
-                                status=None, started_at=None, ended_at=None)  # fmt: skip
-    return views.StuckRow(summary, None, age)
+def _summary(time_in_stage: float | None) -> OnboardingSummary:
+    return OnboardingSummary(user_id="u", workflow_id="onboarding-u", stage=None, status=None,
+                             started_at=None, ended_at=None,
+                             time_in_stage=time_in_stage)  # fmt: skip
 
 
-def test_oldest_first_puts_unknown_ages_last() -> None:
-    rows = [_row("a", timedelta(minutes=5)), _row("b", None), _row("c", timedelta(days=2)),
-            _row("d", timedelta(hours=1)), _row("e", None)]  # fmt: skip
-    assert [row.summary.user_id for row in views.oldest_first(rows)] == ["c", "d", "a", "b", "e"]
+def test_a_rows_age_from_visibility_when_its_state_is_unreadable() -> None:
+    assert views.summary_age(_summary(90.5)) == timedelta(seconds=90.5)
+    assert views.summary_age(_summary(None)) is None
 
 
 @pytest.mark.parametrize(
