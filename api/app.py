@@ -20,8 +20,13 @@ from api.deps import Ingest
 from api.errors import status_for
 from api.limits import BodySizeLimit
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.routes import bulk as bulk_route
 from api.routes import callbacks, dead_letters, health, notices, onboardings, webhooks
+from api.routes import codec as codec_route
+from api.routes import defaults as defaults_route
 from api.routes import metrics as metrics_route
+from onboarding.core.throttle import FailureThrottle
+from onboarding.service.codec import codec_from_settings
 from onboarding.service.dead_letters import DeadLetters
 from onboarding.service.drainer import Drainer
 from onboarding.service.onboardings import (
@@ -70,7 +75,10 @@ def create_app(
         if not hasattr(app.state, "onboardings"):
             # Lazy: the API starts even while Temporal is down, spooling until it is back.
             connected = await connect(
-                temporal_address, lazy=True, interceptors=temporal_interceptors(tracer_provider)
+                temporal_address,
+                lazy=True,
+                interceptors=temporal_interceptors(tracer_provider),
+                codec=codec_from_settings(settings),
             )
             wire(Onboardings(connected, settings))
         drainer = Drainer(
@@ -102,6 +110,10 @@ def create_app(
     app.state.settings = settings
     app.state.webhook_allow = parse_networks(settings.webhook_allowed_ips)
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
+    # Failed console sign-ins per address, in this process (each replica counts its own).
+    app.state.sign_in_throttle = FailureThrottle(
+        settings.console_sign_in_attempts, settings.console_sign_in_window
+    )
     app.state.spooler = spooler
     app.state.gate = gate
     app.state.metrics = metrics = ApiMetrics(spooler, gate)  # this app's own registry
@@ -134,9 +146,11 @@ def create_app(
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(onboardings.router)
+    app.include_router(defaults_route.router)
     app.include_router(callbacks.router)
     app.include_router(dead_letters.router)
     app.include_router(notices.router)
+    app.include_router(bulk_route.router)
     app.include_router(console.router)
     app.mount(console.STATIC_PATH, console.static_files(), name="console-static")
     app.include_router(metrics_route.router)
@@ -146,6 +160,8 @@ def create_app(
             return settings.webhook_max_bytes
         if path.endswith("/callbacks"):
             return settings.callback_max_bytes
+        if codec_route.is_codec_path(path):
+            return codec_route.MAX_BYTES
         return settings.request_max_bytes
 
     app.add_middleware(BodySizeLimit, limit_for=limit_for)
@@ -158,6 +174,8 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
+    # /codec/*, for Temporal's web UI and CLI; its own CORS (the UI's origin) outside the above
+    codec_route.install(app, settings)
     # Times every request, those the middleware above answer (413) included.
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     # Outermost, around every middleware above; without a provider, nothing is added.

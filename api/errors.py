@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from onboarding.service.bulk import BulkNotFound
 from onboarding.service.dead_letters import DeadLetterNotFound, StillUnusable
 from onboarding.service.notices import NoticesClosed
 from onboarding.service.onboardings import (
@@ -30,6 +31,7 @@ _STATUS_FOR: dict[type[OnboardingError], int] = {
     SmileCallFailed: 502,
     CallbacksNotConfigured: 500,
     NoticesClosed: 409,
+    BulkNotFound: 404,
 }
 
 

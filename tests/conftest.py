@@ -16,14 +16,15 @@ from pydantic import SecretStr
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from activities.smile_client import SmileClient
 from api.app import create_app
 from onboarding.core.identity import workflow_id_for
+from onboarding.service.codec import codec_from_keys
 from onboarding.service.settings import Settings
+from onboarding.service.temporal import data_converter
 from onboarding.service.worker import build_worker
 from onboarding.tooling.binaries import temporal_cli, temporal_test_server
 from onboarding.tooling.pgcluster import PostgresCluster
@@ -40,6 +41,11 @@ ADMIN_TOKEN = "admin-token-for-tests"
 CALLBACK_SECRET = "callback-secret-for-tests"
 SMILE_KEY = "smile-test-key"
 SMILE_SECRET = "smile-test-secret-value"
+# ID:BASE64 (32 bytes): the tests' servers hold encrypted payloads, as production does
+ENCRYPTION_KEY = "tests-1:dGVzdHMtb25seSBrZXksIDMyIGJ5dGVzIGxvbmchISE="
+ENCRYPTION_KEYS = [ENCRYPTION_KEY]
+# the converter of the tests' environments: built as connect() builds it, with the codec
+TEST_CONVERTER = data_converter(codec_from_keys(ENCRYPTION_KEYS))
 
 
 class Standin:
@@ -113,14 +119,14 @@ async def workflow_exists(client: Client, user_id: str) -> bool:
 async def start_time_skipping() -> WorkflowEnvironment:
     """Temporal's time-skipping test server, with the service's search attributes."""
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_CONVERTER,
         test_server_existing_path=str(temporal_test_server()),
     )
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace=env.client.namespace,
             search_attributes={
-                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+                key.name: IndexedValueType.ValueType(key.indexed_value_type)
                 for key in search_attributes.ALL
             },
         )
@@ -137,7 +143,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     async with await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_CONVERTER,
         dev_server_existing_path=str(temporal_cli()),
         search_attributes=search_attributes.ALL,
     ) as env:
@@ -165,6 +171,7 @@ def api_settings(shared_standin: Standin, tmp_path_factory: pytest.TempPathFacto
         webhook_secrets=[SecretStr(WEBHOOK_SECRET), SecretStr(OLD_WEBHOOK_SECRET)],
         admin_tokens=[SecretStr(ADMIN_TOKEN)],
         callback_secret=SecretStr(CALLBACK_SECRET),
+        encryption_keys=[SecretStr(ENCRYPTION_KEY)],
         task_queue=f"api-tests-{uuid.uuid4().hex[:8]}",
         smile_api_base_url=shared_standin.api_url,
         smile_api_key=SMILE_KEY,

@@ -192,11 +192,11 @@ def _authenticate(
     if credentials is None or credentials.scheme.lower() != "bearer":
         metrics.signature_failure("callbacks", "missing")
         raise ProblemError(401, "missing callback token", headers=challenge)
-    if settings.callback_secret is None:
+    if not settings.callback_secrets:
         raise ProblemError(503, "callbacks are not configured on this service")
     try:
         token_user = callback_tokens.verify(
-            credentials.credentials, settings.callback_secret, datetime.now(UTC)
+            credentials.credentials, settings.callback_secrets, datetime.now(UTC)
         )
     except callback_tokens.ExpiredCallbackToken:
         metrics.signature_failure("callbacks", "expired")

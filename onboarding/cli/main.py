@@ -13,14 +13,24 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from onboarding.cli.logging_setup import configure_logging
+from onboarding.core.bulk import BulkKind
 from onboarding.core.durations import parse_duration
 from onboarding.core.models import Stage, Status, TimeoutsChange
+from onboarding.core.selection import (
+    OnboardingFilter,
+    SelectionError,
+    Where,
+    first_reason,
+    parse_where,
+)
+from onboarding.service.listing import ListOrder
 from onboarding.service.onboardings import OnboardingError, Onboardings
 from onboarding.service.settings import Settings
 
@@ -86,7 +96,11 @@ def cmd_dev(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    from onboarding.service.codec import codec_from_settings
+    from onboarding.service.deployment import deployment_config
+    from onboarding.service.deployment import describe as describe_deployment
     from onboarding.service.metrics import MetricsPortUnavailable, prometheus_runtime
+    from onboarding.service.namespace import missing_search_attributes
     from onboarding.service.temporal import connect
     from onboarding.service.tracing import WORKER_SERVICE, setup_tracing, temporal_interceptors
     from onboarding.service.worker import (
@@ -97,7 +111,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     )
 
     settings = _settings()
-    if (problem := settings.notice_problem()) is not None:
+    if (problem := settings.notice_problem() or settings.encryption_problem()) is not None:
         raise CliError(problem)
     runtime = None  # the SDK's default: no metrics served
     if settings.worker_metrics_port is not None:
@@ -111,21 +125,31 @@ def cmd_worker(args: argparse.Namespace) -> None:
     except (MissingSmileCredentials, ValueError) as err:
         raise CliError(str(err)) from None
     tracer_provider = setup_tracing(settings, WORKER_SERVICE)  # None: OTLP endpoint unset
+    deployment = deployment_config(settings)  # None: ONBOARDING_BUILD_ID unset, unversioned
 
     async def run() -> None:
         client = await connect(
             args.temporal_address,
             interceptors=temporal_interceptors(tracer_provider),
             runtime=runtime,
+            codec=codec_from_settings(settings),
         )
-        worker = build_worker(client, settings.task_queue, smile, notices)
+        missing = await missing_search_attributes(client)
+        if missing:
+            raise CliError(
+                "the namespace lacks search attributes this version publishes; register them "
+                "first (once per namespace), then start the worker: " + "; ".join(missing)
+            )
+        worker = build_worker(client, settings.task_queue, smile, notices, deployment=deployment,
+                              settings=settings)  # fmt: skip
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))
         logging.getLogger("onboarding").info(
-            "worker polling task queue %s on %s",
+            "worker polling task queue %s on %s, %s",
             settings.task_queue,
             client.service_client.config.target_host,
+            describe_deployment(deployment),
         )
         if settings.worker_metrics_port is not None:
             logging.getLogger("onboarding").info(
@@ -152,9 +176,9 @@ def cmd_api(args: argparse.Namespace) -> None:
         raise CliError("SMILE_WEBHOOK_SECRET is not set: webhooks could never be verified")
     if not settings.admin_tokens:
         raise CliError("ONBOARDING_ADMIN_TOKEN is not set: operator endpoints would admit nobody")
-    if settings.callback_secret is None:
+    if not settings.callback_secrets:  # unset, or nothing but separators
         raise CliError("ONBOARDING_CALLBACK_SECRET is not set: callback tokens cannot be issued")
-    if (problem := settings.notice_problem()) is not None:
+    if (problem := settings.notice_problem() or settings.encryption_problem()) is not None:
         raise CliError(problem)
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
@@ -185,31 +209,45 @@ def _operate(
     *,
     lazy: bool = False,
     target: DevTarget | None = None,
+    writes: bool = False,
 ) -> Any:
     """Run ``action`` against Temporal (the running ``onboarding dev``'s, unless told another).
     ``lazy``: connect on first use, for commands that may not need Temporal at all or must work
-    while it is away."""
+    while it is away. ``writes``: it sends data to Temporal, so it refuses to without a key
+    when encryption is on, as ``worker`` and ``api`` do (it would be written in plain text)."""
+    from onboarding.service.codec import EncryptionError, codec_from_settings
     from onboarding.service.temporal import connect
 
     found = target if target is not None else _target(args)
+    if writes and (problem := found.settings.encryption_problem()) is not None:
+        raise CliError(problem)
 
     async def run() -> Any:
         try:
             client = await connect(
-                found.temporal_address, namespace=found.temporal_namespace, lazy=lazy
+                found.temporal_address,
+                namespace=found.temporal_namespace,
+                lazy=lazy,
+                codec=codec_from_settings(found.settings),
             )
         except RuntimeError as err:
             raise CliError(f"cannot reach Temporal: {err}") from None
         onboardings = Onboardings(client, found.settings)
         if found.default_options is not None:  # start as dev's own POST /onboardings would
             onboardings.default_options = found.default_options
-        return await action(onboardings)
+        try:
+            return await action(onboardings)
+        except EncryptionError as err:  # names the key id it needs, never a key
+            raise CliError(f"cannot read the onboarding's data: {err}") from None
 
     return asyncio.run(run())
 
 
 def _operate_spool(
-    args: argparse.Namespace, action: Callable[[Onboardings, Spooler], Awaitable[Any]]
+    args: argparse.Namespace,
+    action: Callable[[Onboardings, Spooler], Awaitable[Any]],
+    *,
+    writes: bool = False,
 ) -> Any:
     """Like :func:`_operate`, with the spool of ``ONBOARDING_SPOOL_URL`` (or the one in
     ``ONBOARDING_DATA_DIR``) open as well."""
@@ -230,7 +268,7 @@ def _operate_spool(
         finally:
             await spooler.close()
 
-    return _operate(args, with_spool, lazy=True, target=target)
+    return _operate(args, with_spool, lazy=True, target=target, writes=writes)
 
 
 def _dead_letters(onboardings: Onboardings, spooler: Spooler) -> DeadLetters:
@@ -275,7 +313,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> None:
         letter = _operate_spool(args, lambda o, s: _dead_letters(o, s).get(args.id))
         _emit(args, letter, render.render_dead_letter(letter))
     elif args.action == "replay":
-        result = _operate_spool(args, lambda o, s: _dead_letters(o, s).replay(args.id))
+        result = _operate_spool(args, lambda o, s: _dead_letters(o, s).replay(args.id), writes=True)
         text = f"{result.id}: {result.outcome}" + (
             f" (user {result.user_id})" if result.user_id else ""
         )
@@ -288,17 +326,61 @@ def cmd_dead_letters(args: argparse.Namespace) -> None:
 def cmd_list(args: argparse.Namespace) -> None:
     from onboarding.cli.render import render_page
 
+    selection = _selection(args)
     page = _operate(
-        args, lambda o: o.list(args.stage, args.status, args.page_size, args.page_token)
+        args,
+        lambda o: o.list(
+            page_size=args.page_size,
+            page_token=args.page_token,
+            selection=selection,
+            order=args.sort,
+        ),
     )
     _emit(args, page, render_page(page))
 
 
-def cmd_stats(args: argparse.Namespace) -> None:
-    from onboarding.cli.render import render_funnel
+def _selection(args: argparse.Namespace) -> OnboardingFilter:
+    """``--where`` with ``--stage``, ``--status`` and ``--waiting-longer-than`` folded in; a
+    key given both ways is an error rather than a silent choice."""
+    where: Where = args.where or Where()
+    fields = where.selection.model_dump(exclude_unset=True)
+    for key in ("stage", "status"):
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        if key in fields:
+            raise CliError(f"{key} is given both in --where and as --{key}")
+        fields[key] = value
+    if getattr(args, "waiting_longer_than", None) is not None:
+        if where.waiting_longer_than is not None:
+            raise CliError("waiting_longer_than is given both in --where and as an option")
+        where = where.model_copy(update={"waiting_longer_than": args.waiting_longer_than})
+    where = where.model_copy(update={"selection": OnboardingFilter.model_validate(fields)})
+    return where.at(datetime.now(UTC))
 
-    funnel = _operate(args, lambda o: o.funnel())
-    _emit(args, funnel, render_funnel(funnel))
+
+def _parse_where(text: str) -> Where:
+    try:
+        return parse_where(text)
+    except SelectionError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _parse_age(text: str) -> timedelta:
+    try:
+        age = parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if age <= timedelta(0):
+        raise argparse.ArgumentTypeError("give a positive duration such as 6h")
+    return age
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    from onboarding.cli.render import render_stats
+
+    stats = _operate(args, lambda o: o.stats())
+    _emit(args, stats, render_stats(stats))
 
 
 def _parse_assignment(text: str) -> tuple[str, float]:
@@ -328,12 +410,60 @@ def cmd_timeouts(args: argparse.Namespace) -> None:
         expire_after=args.expire_after,
         settle_window=args.settle_window,
     )
+    if _one_or_bulk(args):
+        _submit_bulk(args, BulkKind.TIMEOUTS, timeouts=change)
+        return
     if not change.stall and change.expire_after is None and change.settle_window is None:
         view = _operate(args, lambda o: o.get(args.user_id))
         _emit(args, view.timeouts, render_timeouts(view.timeouts))
         return
-    timeouts = _operate(args, lambda o: o.set_timeouts(args.user_id, change))
+    timeouts = _operate(args, lambda o: o.set_timeouts(args.user_id, change), writes=True)
     _emit(args, timeouts, render_timeouts(timeouts))
+
+
+def _parse_assignments(text: str) -> list[tuple[str, float]]:
+    """``connected=2d,expire_after=10d``: one or more NAME=DURATION, comma separated."""
+    return [_parse_assignment(part) for part in text.split(",") if part.strip()]
+
+
+def _default_actor() -> str:
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name in this environment
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} (cli)"
+
+
+def cmd_defaults(args: argparse.Namespace) -> None:
+    """Show the default timeouts of new onboardings and their audit, or change them."""
+    from onboarding.cli.render import render_defaults
+
+    stall: dict[str, float] = {}
+    fields: dict[str, float] = {}
+    for name, seconds in [pair for group in args.set or [] for pair in group]:
+        key = name.replace("-", "_").lower()
+        if key in ("expire_after", "expireafter", "settle_window", "settlewindow"):
+            fields["expire_after" if key.startswith("expire") else "settle_window"] = seconds
+        else:
+            stall[name] = seconds
+    if args.expire_after is not None:
+        fields["expire_after"] = args.expire_after
+    if args.settle_window is not None:
+        fields["settle_window"] = args.settle_window
+    actor = args.actor or _default_actor()
+    if args.reset:
+        if stall or fields:
+            raise CliError("--reset sets every default: give it alone")
+        state = _operate(args, lambda o: o.defaults.reset(actor), writes=True)
+    elif stall or fields:
+        change = TimeoutsChange(stall=stall, **fields)
+        state = _operate(args, lambda o: o.defaults.change(change, actor), writes=True)
+    else:
+        state = _operate(args, lambda o: o.defaults.state())
+    _emit(args, state, render_defaults(state))
 
 
 def cmd_start(args: argparse.Namespace) -> None:
@@ -351,7 +481,7 @@ def cmd_start(args: argparse.Namespace) -> None:
         required_data=args.required_data.split(",") if args.required_data else None,
         timeouts=TimeoutsChange(stall=stall) if stall else None,
     )
-    issued, view = _operate(args, lambda o: o.start(request, args.idempotency_key))
+    issued, view = _operate(args, lambda o: o.start(request, args.idempotency_key), writes=True)
     if args.json:  # the same document as POST /onboardings answers
         started = issued.model_dump(mode="json", by_alias=True)
         started["onboarding"] = view.model_dump(mode="json", by_alias=True)
@@ -368,7 +498,7 @@ def cmd_start(args: argparse.Namespace) -> None:
 
 
 def cmd_link_token(args: argparse.Namespace) -> None:
-    issued = _operate(args, lambda o: o.link_token(args.user_id))
+    issued = _operate(args, lambda o: o.link_token(args.user_id), writes=True)
     text = (
         f"linkToken       {issued.link_token}\n"
         f"expiresAt       {issued.expires_at.isoformat()}\n"
@@ -380,7 +510,10 @@ def cmd_link_token(args: argparse.Namespace) -> None:
 def cmd_reconcile(args: argparse.Namespace) -> None:
     from onboarding.cli.render import render_view
 
-    view = _operate(args, lambda o: o.reconcile(args.user_id))
+    if _one_or_bulk(args):
+        _submit_bulk(args, BulkKind.RECONCILE)
+        return
+    view = _operate(args, lambda o: o.reconcile(args.user_id), writes=True)
     _emit(args, view, render_view(view))
 
 
@@ -449,7 +582,7 @@ def cmd_notices(args: argparse.Namespace) -> None:
 
     if args.redeliver is not None or args.redeliver_failed:
         sequence = args.redeliver  # None with --redeliver-failed: every failed one
-        queued = _operate(args, lambda o: Notices(o).redeliver(args.user_id, sequence))
+        queued = _operate(args, lambda o: Notices(o).redeliver(args.user_id, sequence), writes=True)
         if args.json:
             print(json.dumps({"userId": args.user_id, "sequences": queued}))
         else:
@@ -459,9 +592,84 @@ def cmd_notices(args: argparse.Namespace) -> None:
     _emit(args, listing, render_notices(listing))
 
 
+def cmd_encryption_key(args: argparse.Namespace) -> None:
+    """A new ``ID:BASE64`` key for ``ONBOARDING_ENCRYPTION_KEYS`` (put it first to rotate)."""
+    from onboarding.core.encryption_keys import new_key
+
+    try:
+        print(new_key(args.id))
+    except ValueError as err:
+        raise CliError(str(err).replace("encryption key number 1", "--id")) from None
+
+
 def cmd_cancel(args: argparse.Namespace) -> None:
-    view = _operate(args, lambda o: o.cancel(args.user_id, args.reason))
+    if _one_or_bulk(args):
+        _submit_bulk(args, BulkKind.CANCEL, reason=args.reason)
+        return
+    view = _operate(args, lambda o: o.cancel(args.user_id, args.reason), writes=True)
     _emit(args, view, f"{view.user_id}: {view.status.value} ({view.status_reason})")
+
+
+def _one_or_bulk(args: argparse.Namespace) -> bool:
+    """True for a bulk operation (``--where``); a user or ``--where``, exactly one."""
+    if (args.user_id is None) == (args.where is None):
+        raise CliError("give a user id, or --where to select onboardings in bulk (not both)")
+    return args.where is not None
+
+
+def _submit_bulk(args: argparse.Namespace, kind: BulkKind, **change: Any) -> None:
+    from onboarding.core.bulk import BulkRequest
+    from onboarding.service.bulk import BulkOperations
+
+    where: Where = args.where
+
+    async def submit(o: Onboardings) -> Any:
+        try:
+            request = BulkRequest(
+                kind=kind,
+                selection=where.selection,
+                waiting_longer_than=where.waiting_longer_than,
+                everything=where.everything,
+                rate=args.rate or o.settings.bulk_rate,
+                **change,
+            )
+        except ValidationError as err:
+            raise CliError(first_reason(err)) from None
+        bulk = BulkOperations(o.client, o.settings)
+        return await _follow(bulk, await bulk.submit(request), args.wait)
+
+    status = _operate(args, submit, writes=True)
+    _emit(args, status, _render_bulk(status))
+
+
+def cmd_bulk(args: argparse.Namespace) -> None:
+    from onboarding.service.bulk import BulkOperations
+
+    async def act(o: Onboardings) -> Any:
+        bulk = BulkOperations(o.client, o.settings)
+        status = await (bulk.stop(args.operation_id) if args.stop else bulk.get(args.operation_id))
+        return await _follow(bulk, status, args.wait)
+
+    status = _operate(args, act)
+    _emit(args, status, _render_bulk(status))
+
+
+async def _follow(bulk: Any, status: Any, wait: bool) -> Any:
+    """With ``--wait``, print progress every second or so until the operation ends."""
+    from onboarding.cli.render import render_bulk_line
+    from onboarding.core.bulk import BulkState
+
+    while wait and status.progress.state is BulkState.RUNNING:
+        print(render_bulk_line(status), file=sys.stderr, flush=True)
+        await asyncio.sleep(1.0)
+        status = await bulk.get(status.id)
+    return status
+
+
+def _render_bulk(status: Any) -> str:
+    from onboarding.cli.render import render_bulk
+
+    return str(render_bulk(status))
 
 
 # --- parser --------------------------------------------------------------------------------
@@ -507,6 +715,14 @@ def build_parser() -> argparse.ArgumentParser:
     temporal_option(api)
     api.set_defaults(func=cmd_api)
 
+    def bulk_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--where", type=_parse_where, default=None, metavar="EXPR",
+                       help="instead of one user, every onboarding matching (a bulk "
+                            "operation), e.g. stage=connected,status=stalled, or all")  # fmt: skip
+        p.add_argument("--rate", type=float, default=None,
+                       help="onboardings per second (default ONBOARDING_BULK_RATE)")  # fmt: skip
+        p.add_argument("--wait", action="store_true", help="follow the bulk operation to its end")
+
     def operator(name: str, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         temporal_option(p)
@@ -538,6 +754,13 @@ def build_parser() -> argparse.ArgumentParser:
     list_ = operator("list", "onboardings by stage and status")
     list_.add_argument("--stage", type=Stage, choices=list(Stage), default=None)
     list_.add_argument("--status", type=Status, choices=list(Status), default=None)
+    list_.add_argument("--where", type=_parse_where, default=None, metavar="EXPR",
+                       help="e.g. stage=connected,status=stalled,waiting_longer_than=2d, "
+                            "started_before=2026-11-01 (also started_after)")  # fmt: skip
+    list_.add_argument("--waiting-longer-than", type=_parse_age, default=None, metavar="DURATION",
+                       help="only those in their stage for longer than this, e.g. 6h")  # fmt: skip
+    list_.add_argument("--sort", type=ListOrder, choices=list(ListOrder), default=ListOrder.NEWEST,
+                       help="newest (started) first, or longest in their stage first")  # fmt: skip
     list_.add_argument("--page-size", type=int, default=50)
     list_.add_argument("--page-token", default=None)
     list_.set_defaults(func=cmd_list)
@@ -545,8 +768,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats = operator("stats", "the funnel: counts per stage and status")
     stats.set_defaults(func=cmd_stats)
 
-    timeouts = operator("timeouts", "show or change one onboarding's timeouts")
-    timeouts.add_argument("user_id")
+    timeouts = operator("timeouts", "show or change one onboarding's timeouts, or in bulk")
+    timeouts.add_argument("user_id", nargs="?", default=None)
+    bulk_options(timeouts)
     timeouts.add_argument(
         "--set",
         type=_parse_assignment,
@@ -557,6 +781,21 @@ def build_parser() -> argparse.ArgumentParser:
     timeouts.add_argument("--expire-after", type=_parse_seconds, default=None)
     timeouts.add_argument("--settle-window", type=_parse_seconds, default=None)
     timeouts.set_defaults(func=cmd_timeouts)
+
+    defaults = operator("defaults", "show or change the timeouts new onboardings start with")
+    defaults.add_argument(
+        "--set", type=_parse_assignments, action="append", metavar="NAME=DURATION[,…]",
+        help="a stage's stall timeout, expire_after or settle_window, e.g. "
+        "connected=2d,expire_after=10d (repeatable)",
+    )  # fmt: skip
+    defaults.add_argument("--expire-after", type=_parse_seconds, default=None)
+    defaults.add_argument("--settle-window", type=_parse_seconds, default=None)
+    defaults.add_argument("--reset", action="store_true",
+                          help="set every default to this environment's values")  # fmt: skip
+    defaults.add_argument(
+        "--actor", default=None, help="who makes the change, for the audit (default USER@HOST)"
+    )
+    defaults.set_defaults(func=cmd_defaults)
 
     start = operator("start", "create a Smile user and start its onboarding")
     start.add_argument("--metadata", default=None, help="externalMetadata as a JSON object")
@@ -574,8 +813,9 @@ def build_parser() -> argparse.ArgumentParser:
     link_token.add_argument("user_id")
     link_token.set_defaults(func=cmd_link_token)
 
-    reconcile = operator("reconcile", "check Smile's records now and merge them")
-    reconcile.add_argument("user_id")
+    reconcile = operator("reconcile", "check Smile's records now and merge them (or in bulk)")
+    reconcile.add_argument("user_id", nargs="?", default=None)
+    bulk_options(reconcile)
     reconcile.set_defaults(func=cmd_reconcile)
 
     sim = sub.add_parser("simulate", help="play synthetic users through a running service")
@@ -604,10 +844,24 @@ def build_parser() -> argparse.ArgumentParser:
                            help="deliver every failed notice again")  # fmt: skip
     notices.set_defaults(func=cmd_notices)
 
-    cancel = operator("cancel", "cancel one onboarding")
-    cancel.add_argument("user_id")
+    cancel = operator("cancel", "cancel one onboarding, or in bulk")
+    cancel.add_argument("user_id", nargs="?", default=None)
     cancel.add_argument("--reason", default="cancelled by operator")
+    bulk_options(cancel)
+
+    bulk = operator("bulk", "a bulk operation's progress; stop it")
+    bulk.add_argument("operation_id")
+    bulk.add_argument("--stop", action="store_true", help="stop after the chunk in hand")
+    bulk.add_argument("--wait", action="store_true", help="follow it until it ends")
+    bulk.set_defaults(func=cmd_bulk)
     cancel.set_defaults(func=cmd_cancel)
+
+    key = sub.add_parser(
+        "encryption-key",
+        help="print a new key for ONBOARDING_ENCRYPTION_KEYS (ID:BASE64, AES-256)",
+    )
+    key.add_argument("--id", default=None, help="the key's id (default: k- and 8 random hex)")
+    key.set_defaults(func=cmd_encryption_key)
 
     listen = sub.add_parser(
         "listen",

@@ -5,8 +5,6 @@ request into one of these calls and its outcome into a response."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -40,7 +38,7 @@ from onboarding.core import callback_tokens
 from onboarding.core.datapoints import normalise_required_data
 from onboarding.core.error_types import ONBOARDING_ENDED, SMILE_CALL_FAILED
 from onboarding.core.external_metadata import check_external_metadata
-from onboarding.core.identity import WORKFLOW_TYPE, user_id_from, workflow_id_for
+from onboarding.core.identity import workflow_id_for
 from onboarding.core.models import (
     CamelModel,
     CancelRequest,
@@ -48,6 +46,7 @@ from onboarding.core.models import (
     EventBatch,
     NoticeLog,
     OnboardingInput,
+    OnboardingOptions,
     OnboardingView,
     RedeliverRequest,
     Stage,
@@ -56,6 +55,18 @@ from onboarding.core.models import (
     Timeouts,
     TimeoutsChange,
     check_timeouts_change,
+)
+from onboarding.core.selection import OnboardingFilter, visibility_query
+from onboarding.service.listing import BadPageToken as ListingTokenError
+from onboarding.service.listing import (
+    ListOrder,
+    OnboardingPage,
+    OnboardingSummary,
+    Visibility,
+    decode_newest_token,
+    decode_sorted_token,
+    encode_newest_token,
+    encode_sorted_token,
 )
 from onboarding.service.settings import Settings
 from workflows import search_attributes
@@ -144,31 +155,28 @@ class IssuedToken(CamelModel):
     callback_token_expires_at: datetime
 
 
-class OnboardingSummary(CamelModel):
-    user_id: str
-    workflow_id: str
-    stage: Stage | None
-    status: Status | None
-    started_at: datetime | None
-    ended_at: datetime | None
-
-
-class OnboardingPage(CamelModel):
-    items: list[OnboardingSummary]
-    next_page_token: str | None
-
-
 class Funnel(CamelModel):
     total: int
     by_stage: dict[Stage, int]
     by_status: dict[Status, int]
 
 
-def initial_search_attributes() -> TypedSearchAttributes:
+class StageStats(CamelModel):
+    open: int  # in this stage and not ended
+    stalled: int
+    oldest: OnboardingSummary | None  # the open one longest in this stage
+
+
+class Stats(Funnel):
+    stages: dict[Stage, StageStats]
+
+
+def initial_search_attributes(now: datetime | None = None) -> TypedSearchAttributes:
     return TypedSearchAttributes(
         [
             SearchAttributePair(search_attributes.STAGE, Stage.CREATED.value),
             SearchAttributePair(search_attributes.STATUS, Status.ACTIVE.value),
+            SearchAttributePair(search_attributes.STAGE_ENTERED_AT, now or datetime.now(UTC)),
         ]
     )
 
@@ -217,9 +225,14 @@ class Onboardings:
     def __init__(self, client: Client, settings: Settings) -> None:
         self.client = client
         self.settings = settings
+        self.visibility = Visibility(client, settings.rpc_timeout)
         self._is_connected = False
-        # Every new onboarding starts with these; built once, not on every webhook.
+        # Every new onboarding starts with these; built once, not on every webhook. Their
+        # timeouts are only the initial value of the run-time defaults (self.defaults).
         self.default_options = settings.default_options()
+        from onboarding.service.defaults import DefaultTimeouts  # it imports this module
+
+        self.defaults = DefaultTimeouts(self)
 
     async def _connected(self) -> None:
         """A lazy client (the API starts before Temporal may be up) connects on its first call,
@@ -239,6 +252,11 @@ class Onboardings:
             raise TemporalUnavailable(err) from err
         self._is_connected = True
 
+    async def _new_options(self, rpc_timeout: timedelta | None = None) -> OnboardingOptions:
+        """A new onboarding's options, with the run-time default timeouts (cached)."""
+        timeouts = await self.defaults.timeouts(rpc_timeout)
+        return self.default_options.model_copy(update={"timeouts": timeouts})
+
     def _handle(self, user_id: str) -> OnboardingHandle:
         return self.client.get_workflow_handle_for(OnboardingWorkflow.run, workflow_id_for(user_id))
 
@@ -250,10 +268,11 @@ class Onboardings:
         workflow_id = workflow_id_for(user_id)
         try:
             await self._connected()
+            options = await self._new_options(rpc_timeout)
             with _temporal_errors():
                 await self.client.start_workflow(
                     OnboardingWorkflow.run,
-                    OnboardingInput(user_id=user_id, options=self.default_options),
+                    OnboardingInput(user_id=user_id, options=options),
                     id=workflow_id,
                     task_queue=self.settings.task_queue,
                     start_signal=INGEST_SIGNAL,
@@ -297,13 +316,14 @@ class Onboardings:
                 required_data = normalise_required_data(request.required_data)
             except ValueError as err:
                 raise InvalidRequest(f"requiredData: {err}") from None
+        options = await self._new_options()  # the defaults now, before anything is created
         created = await self._create_smile_user(request, idempotency_key or uuid.uuid4().hex)
         begin = request.model_copy(
             update={"token_expires_at": created.token.expires_at, "required_data": required_data}
         )
         operation = WithStartWorkflowOperation(
             OnboardingWorkflow.run,
-            OnboardingInput(user_id=created.user_id, options=self.default_options),
+            OnboardingInput(user_id=created.user_id, options=options),
             id=workflow_id_for(created.user_id),
             task_queue=self.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -371,17 +391,23 @@ class Onboardings:
         return self._issued(user_id, token, secret)
 
     async def reconcile(self, user_id: str) -> OnboardingView:
+        await self.reconcile_only(user_id)
+        return await self.get(user_id)
+
+    async def reconcile_only(self, user_id: str) -> None:
+        """Reconcile, without reading the state back (a bulk operation's way)."""
         await self._update(
             user_id,
             lambda h, t: h.execute_update(OnboardingWorkflow.reconcile, rpc_timeout=t),
             rpc_timeout=_RECONCILE_WAIT,
         )
-        return await self.get(user_id)
 
     def _callback_secret(self) -> SecretStr:
-        if self.settings.callback_secret is None:
+        """The newest callback secret: the one tokens are issued with."""
+        secrets = self.settings.callback_secrets
+        if not secrets:
             raise CallbacksNotConfigured()
-        return self.settings.callback_secret
+        return secrets[0]
 
     def _issued(self, user_id: str, token: LinkToken, secret: SecretStr) -> IssuedToken:
         callback, callback_expires = callback_tokens.issue(
@@ -428,12 +454,16 @@ class Onboardings:
         )  # fmt: skip
 
     async def cancel(self, user_id: str, reason: str) -> OnboardingView:
+        await self.cancel_only(user_id, reason)
+        return await self.get(user_id)
+
+    async def cancel_only(self, user_id: str, reason: str) -> None:
+        """Cancel, without reading the state back (a bulk operation's way)."""
         request = CancelRequest(reason=reason)
         await self._update(
             user_id, lambda h, t: h.execute_update(OnboardingWorkflow.cancel, request,
                                                    rpc_timeout=t)
         )  # fmt: skip
-        return await self.get(user_id)
 
     async def _update(
         self,
@@ -476,52 +506,58 @@ class Onboardings:
         status: Status | None = None,
         page_size: int = 50,
         page_token: str | None = None,
+        *,
+        selection: OnboardingFilter | None = None,
+        order: ListOrder = ListOrder.NEWEST,
     ) -> OnboardingPage:
-        token = _decode_token(page_token)
-        iterator = self.client.list_workflows(
-            _visibility_query(stage, status),
-            page_size=page_size,
-            next_page_token=token,
-            rpc_timeout=self.settings.rpc_timeout,
-        )
+        """One page of the onboardings in ``selection`` (or in ``stage`` and ``status``):
+        newest first, or longest in their current stage first."""
+        if selection is not None and (stage is not None or status is not None):
+            raise TypeError("give a selection, or a stage and status, not both")
+        chosen = selection or OnboardingFilter(stage=stage, status=status)
+        moment = datetime.now(UTC)
         await self._connected()
+        try:
+            if order is ListOrder.LONGEST_IN_STAGE:
+                after = decode_sorted_token(page_token)
+                with _temporal_errors():
+                    items, last = await self.visibility.longest_in_stage_page(
+                        chosen, page_size, after, moment
+                    )
+                return OnboardingPage(
+                    items=items, next_page_token=encode_sorted_token(last) if last else None
+                )
+            token = decode_newest_token(page_token)
+        except ListingTokenError:
+            raise BadPageToken() from None
         with _temporal_errors():
             try:
-                await iterator.fetch_next_page()
+                items, next_token = await self.visibility.newest_page(
+                    chosen, page_size, token, moment
+                )
             except RPCError as err:
                 if token is not None and err.status in _BAD_TOKEN:
                     raise BadPageToken() from err
                 raise
-        items = []
-        for execution in iterator.current_page or []:
-            attrs = execution.typed_search_attributes
-            stage_value = attrs.get(search_attributes.STAGE)
-            status_value = attrs.get(search_attributes.STATUS)
-            items.append(
-                OnboardingSummary(
-                    user_id=user_id_from(execution.id),
-                    workflow_id=execution.id,
-                    stage=Stage(stage_value) if stage_value else None,
-                    status=Status(status_value) if status_value else None,
-                    started_at=execution.start_time,
-                    ended_at=execution.close_time,
-                )
-            )
-        next_token = iterator.next_page_token
         return OnboardingPage(
-            items=items,
-            next_page_token=_encode_token(next_token) if next_token else None,
+            items=items, next_page_token=encode_newest_token(next_token) if next_token else None
         )
 
-    async def count(self, stage: Stage | None = None, status: Status | None = None) -> int:
+    async def count(
+        self,
+        stage: Stage | None = None,
+        status: Status | None = None,
+        *,
+        selection: OnboardingFilter | None = None,
+    ) -> int:
         """How many onboardings are in ``stage`` and/or ``status`` (both: in that stage with
-        that status, e.g. stalled in ``connected``), by one visibility count."""
+        that status, e.g. stalled in ``connected``), or in ``selection``, by one count."""
+        if selection is not None and (stage is not None or status is not None):
+            raise TypeError("give a selection, or a stage and status, not both")
+        chosen = selection or OnboardingFilter(stage=stage, status=status)
         await self._connected()
         with _temporal_errors():
-            result = await self.client.count_workflows(
-                _visibility_query(stage, status), rpc_timeout=self.settings.rpc_timeout
-            )
-        return result.count
+            return await self.visibility.count(visibility_query(chosen))
 
     async def funnel(self) -> Funnel:
         # One count per stage and per status, all at once rather than one after another.
@@ -538,43 +574,32 @@ class Onboardings:
             by_status=dict(zip(Status, counts[stages:], strict=True)),
         )
 
+    async def stats(self) -> Stats:
+        """The funnel, and per stage how many are open, how many stalled, and the open one
+        longest in it; every stage at once."""
+        moment = datetime.now(UTC)
+        funnel, *per_stage = await asyncio.gather(
+            self.funnel(), *(self._stage_stats(stage, moment) for stage in Stage)
+        )
+        return Stats(**funnel.model_dump(), stages=dict(zip(Stage, per_stage, strict=True)))
+
+    async def _stage_stats(self, stage: Stage, moment: datetime) -> StageStats:
+        open_now = OnboardingFilter(stage=stage, open_only=True)
+        count_open, stalled = await asyncio.gather(
+            self.count(selection=open_now),
+            self.count(stage, Status.STALLED),
+        )
+        oldest = None
+        if count_open:
+            with _temporal_errors():
+                oldest = await self.visibility.oldest(open_now, moment)
+        return StageStats(open=count_open, stalled=stalled, oldest=oldest)
+
 
 class BadPageToken(OnboardingError):
     def __init__(self) -> None:
         super().__init__("pageToken is not a token returned by this endpoint")
 
 
-_TOKEN_PREFIX = b"onboardings.v1:"
 # What a visibility store answers to a token it did not issue.
 _BAD_TOKEN = {RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.UNKNOWN, RPCStatusCode.INTERNAL}
-
-
-def _encode_token(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(_TOKEN_PREFIX + raw).decode()
-
-
-def _decode_token(page_token: str | None) -> bytes | None:
-    if not page_token:
-        return None
-    try:
-        decoded = base64.b64decode(page_token.encode(), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raise BadPageToken() from None
-    if not decoded.startswith(_TOKEN_PREFIX):
-        raise BadPageToken()
-    return decoded.removeprefix(_TOKEN_PREFIX)
-
-
-def _visibility_query(stage: Stage | None, status: Status | None) -> str:
-    # Stage and Status are enums, so the values interpolated here are never user text.
-    # A run that continued as new is history: only the latest run of each onboarding counts.
-    clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'", "ExecutionStatus != 'ContinuedAsNew'"]
-    if stage is not None:
-        clauses.append(f"{search_attributes.STAGE.name} = '{stage.value}'")
-    if status is not None:
-        clauses.append(f"{search_attributes.STATUS.name} = '{status.value}'")
-        if not status.is_terminal:
-            # Active or stalled means running: a workflow terminated from outside (by an
-            # operator in Temporal's UI, say) keeps the status it last published.
-            clauses.append("ExecutionStatus = 'Running'")
-    return " AND ".join(clauses)

@@ -18,8 +18,11 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from onboarding.core.bulk import DEFAULT_RATE as DEFAULT_BULK_RATE
+from onboarding.core.bulk import MAX_RATE as MAX_BULK_RATE
 from onboarding.core.datapoints import normalise_required_data
 from onboarding.core.durations import parse_duration
+from onboarding.core.encryption_keys import parse_keys
 from onboarding.core.models import (
     NoticeType,
     OnboardingOptions,
@@ -28,6 +31,7 @@ from onboarding.core.models import (
     stage_with_stall_timeout,
 )
 from onboarding.core.notices import notice_type
+from onboarding.service.deployment import check_build_id, check_deployment_name
 from onboarding.service.spool import open_spool
 
 DEFAULT_STALL_TIMEOUTS: dict[Stage, timedelta] = {
@@ -150,6 +154,18 @@ class Settings(BaseSettings):
     task_queue: str = Field(
         "smile-onboarding", min_length=1, validation_alias="ONBOARDING_TASK_QUEUE"
     )
+    # --- worker versioning (README "Deploying"; onboarding/service/deployment.py) ----------
+    deployment_name: str = Field(
+        "smile-onboarding",
+        validation_alias="ONBOARDING_DEPLOYMENT_NAME",
+        description="The Worker Deployment this worker's version belongs to (no '.').",
+    )
+    build_id: str | None = Field(
+        None,
+        validation_alias="ONBOARDING_BUILD_ID",
+        description="This worker's build id (e.g. the release or commit). Set: the worker is "
+        "versioned, version DEPLOYMENT_NAME.BUILD_ID. Unset: unversioned, as before.",
+    )
     stall_timeouts: Annotated[dict[Stage, timedelta], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_STALL_TIMEOUTS),
         validation_alias="ONBOARDING_STALL_TIMEOUTS",
@@ -157,6 +173,21 @@ class Settings(BaseSettings):
     expire_after: timedelta = Field(timedelta(days=7), validation_alias="ONBOARDING_EXPIRE_AFTER")
     settle_window: timedelta = Field(
         timedelta(minutes=10), validation_alias="ONBOARDING_SETTLE_WINDOW"
+    )
+    # Run-time defaults (docs/operations.md): the environment's timeouts above are only the
+    # initial value of the defaults workflow; once it exists, its stored value wins.
+    defaults_id: str = Field(
+        "smile-onboarding-defaults",
+        min_length=1,
+        max_length=200,
+        validation_alias="ONBOARDING_DEFAULTS_ID",
+        description="Workflow id of the defaults workflow.",
+    )
+    defaults_ttl: timedelta = Field(
+        timedelta(seconds=10),
+        validation_alias="ONBOARDING_DEFAULTS_TTL",
+        description="How long a process reuses the defaults it read: a change made through "
+        "another process reaches this one's new onboardings within this time.",
     )
     required_data: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["identity", "employments", "incomes"],
@@ -175,7 +206,13 @@ class Settings(BaseSettings):
     smile_api_timeout: timedelta = Field(
         timedelta(seconds=10), validation_alias="SMILE_API_TIMEOUT"
     )
-    callback_secret: SecretStr | None = Field(None, validation_alias="ONBOARDING_CALLBACK_SECRET")
+    callback_secret: SecretStr | None = Field(
+        None,
+        validation_alias="ONBOARDING_CALLBACK_SECRET",
+        description="Callback-token secret(s), newest first, comma separated or a JSON list: "
+        "tokens are issued with the first and verify under any (rotation). Read them through "
+        "callback_secrets.",
+    )
     callback_token_ttl: timedelta = Field(
         timedelta(hours=24), validation_alias="ONBOARDING_CALLBACK_TOKEN_TTL"
     )
@@ -201,6 +238,13 @@ class Settings(BaseSettings):
     )
     batch_signals: bool = Field(True, validation_alias="ONBOARDING_BATCH_SIGNALS")
     rpc_timeout: timedelta = Field(timedelta(seconds=10), validation_alias="ONBOARDING_RPC_TIMEOUT")
+    bulk_rate: float = Field(
+        DEFAULT_BULK_RATE,
+        gt=0,
+        le=MAX_BULK_RATE,
+        validation_alias="ONBOARDING_BULK_RATE",
+        description="Onboardings a bulk operation changes per second, unless it asks otherwise",
+    )
     # --- the spool: where events wait while Temporal cannot take them -------------------
     data_dir: Path = Field(
         Path(".onboarding"),
@@ -257,11 +301,43 @@ class Settings(BaseSettings):
         description="How long an ended onboarding with failed notices stays open for redelivery.",
     )
 
+    # --- payloads in Temporal, encrypted (docs/encryption.md) ------------------------------
+    encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="ONBOARDING_ENCRYPTION_KEYS",
+        description="ID:BASE64 AES-256 key(s), newest first, comma separated or a JSON list: "
+        "new payloads are encrypted with the first, older ones decrypt with theirs.",
+    )
+    encryption: bool = Field(
+        True,
+        validation_alias="ONBOARDING_ENCRYPTION",
+        description="off: payloads are written unencrypted (keys still given decrypt older "
+        "ones); on (default): worker and api refuse to start without a key.",
+    )
+    codec_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="ONBOARDING_CODEC_CORS_ORIGINS",
+        description="Origins (Temporal's web UI) allowed to call /codec/encode and /codec/decode "
+        "from a browser, credentials included; onboarding dev sets its own UI's.",
+    )
+
     # --- seeing it: the console, metrics, traces -----------------------------------------
     console_session_ttl: timedelta = Field(
         timedelta(hours=8),
         validation_alias="ONBOARDING_CONSOLE_SESSION_TTL",
         description="How long a console sign-in lasts.",
+    )
+    console_sign_in_attempts: int = Field(
+        10,
+        ge=1,
+        validation_alias="ONBOARDING_CONSOLE_SIGN_IN_ATTEMPTS",
+        description="Failed console sign-ins from one address within "
+        "ONBOARDING_CONSOLE_SIGN_IN_WINDOW before it must wait (429).",
+    )
+    console_sign_in_window: timedelta = Field(
+        timedelta(minutes=5),
+        validation_alias="ONBOARDING_CONSOLE_SIGN_IN_WINDOW",
+        description="The window the failed console sign-ins are counted in.",
     )
     temporal_ui_url: str | None = Field(
         None,
@@ -324,10 +400,37 @@ class Settings(BaseSettings):
                 raise ValueError(f"{network!r} is not an IP address or CIDR range") from None
         return networks
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _parse_encryption_keys(cls, value: Any) -> list[SecretStr]:
+        """Each ``ID:BASE64`` checked (32 bytes, distinct ids), its error naming its position."""
+        values = parse_secrets(value)
+        parse_keys(values)
+        return [SecretStr(item) for item in values]
+
+    @field_validator("callback_secret", mode="before")
+    @classmethod
+    def _check_callback_secrets(cls, value: Any) -> Any:
+        """One secret, or several (comma separated, a JSON list, or a list in code), kept as
+        one value so the single-secret form reads as before; :attr:`callback_secrets` splits it."""
+        if value is None or isinstance(value, str | SecretStr):
+            parse_secrets(value.get_secret_value() if isinstance(value, SecretStr) else value)
+            return value
+        return SecretStr(json.dumps(parse_secrets(value)))
+
+    @field_validator("cors_origins", "codec_cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> list[str]:
         return _split(value)
+
+    @field_validator("codec_cors_origins")
+    @classmethod
+    def _no_wildcard_for_the_codec(cls, value: list[str]) -> list[str]:
+        # The codec's CORS admits credentials, and decoded payloads are personal data: a
+        # wildcard would let any site an operator visits read them.
+        if "*" in value:
+            raise ValueError("name the Temporal UI's origin (e.g. http://127.0.0.1:8233), not *")
+        return value
 
     @field_validator("required_data", mode="before")
     @classmethod
@@ -351,6 +454,8 @@ class Settings(BaseSettings):
         "notify_timeout",
         "notify_hold",
         "console_session_ttl",
+        "console_sign_in_window",
+        "defaults_ttl",
         mode="before",
     )
     @classmethod
@@ -359,6 +464,16 @@ class Settings(BaseSettings):
         if parsed.total_seconds() <= 0:
             raise ValueError("must be a positive duration")
         return parsed
+
+    @field_validator("deployment_name", mode="after")
+    @classmethod
+    def _check_deployment_name(cls, value: str) -> str:
+        return check_deployment_name(value)
+
+    @field_validator("build_id", mode="after")
+    @classmethod
+    def _check_build_id(cls, value: str | None) -> str | None:
+        return check_build_id(value)
 
     @field_validator("spool_url", mode="after")
     @classmethod
@@ -375,6 +490,25 @@ class Settings(BaseSettings):
         if self.spool_url is not None:
             return self.spool_url.get_secret_value()
         return str(self.data_dir / "spool.sqlite3")
+
+    @property
+    def callback_secrets(self) -> list[SecretStr]:
+        """The callback-token secrets, newest (the one that issues) first; empty: callbacks off."""
+        if self.callback_secret is None:
+            return []
+        return [SecretStr(s) for s in parse_secrets(self.callback_secret.get_secret_value())]
+
+    def encryption_problem(self) -> str | None:
+        """Why ``worker`` and ``api`` must not start as configured: encryption on (the
+        default) with no key (``dev`` generates one instead)."""
+        if self.encryption and not self.encryption_keys:
+            return (
+                "ONBOARDING_ENCRYPTION_KEYS is not set: payloads in Temporal would be stored "
+                "unencrypted. Give a key (ID:BASE64 of 32 random bytes; `onboarding "
+                "encryption-key` prints a new one), or set ONBOARDING_ENCRYPTION=off to store "
+                "them in plain text on purpose (see docs/encryption.md)"
+            )
+        return None
 
     @property
     def notices_on(self) -> bool:

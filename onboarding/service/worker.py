@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
+from activities.bulk import BulkActivities
 from activities.notices import ALL_ACTIVITIES
 from activities.notify import NoticeSender, NotifyConfig
 from activities.smile import SmileActivities
 from activities.smile_client import SmileClient
+from onboarding.service.bulk import FleetPorts
 from onboarding.service.bytecode import write_bytecode
+from onboarding.service.onboardings import Onboardings
 from onboarding.service.settings import Settings
+from workflows.bulk import BulkOperationWorkflow
 from workflows.create_user import CreateSmileUserWorkflow
+from workflows.defaults import DefaultsWorkflow
 from workflows.onboarding import OnboardingWorkflow
 
 
@@ -40,20 +45,43 @@ def notice_sender_from(settings: Settings) -> NoticeSender:
 
 
 def build_worker(
-    client: Client, task_queue: str, smile: SmileClient, notices: NoticeSender | None = None
+    client: Client,
+    task_queue: str,
+    smile: SmileClient,
+    notices: NoticeSender | None = None,
+    *,
+    deployment: WorkerDeploymentConfig | None = None,
+    settings: Settings | None = None,
 ) -> Worker:
-    write_bytecode(OnboardingWorkflow, CreateSmileUserWorkflow)
+    """The worker; with ``deployment`` (``deployment_config(settings)``), a versioned one.
+    ``settings`` are the process's (the bulk operations' service calls use them); without
+    them, the environment's with ``task_queue``."""
+    write_bytecode(
+        OnboardingWorkflow, CreateSmileUserWorkflow, DefaultsWorkflow, BulkOperationWorkflow
+    )
     smile_activities = SmileActivities(smile)
+    # Bulk operations change onboardings through the service's own operations.
+    service = settings if settings is not None else Settings(task_queue=task_queue)
+    bulk = BulkActivities(FleetPorts(Onboardings(client, service)))
     sender = notices if notices is not None else NoticeSender(None)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[OnboardingWorkflow, CreateSmileUserWorkflow],
+        workflows=[
+            OnboardingWorkflow,
+            CreateSmileUserWorkflow,
+            DefaultsWorkflow,
+            BulkOperationWorkflow,
+        ],
         activities=[
             *ALL_ACTIVITIES,
             smile_activities.create_user,
             smile_activities.create_token,
             smile_activities.reconcile,
             sender.deliver,
+            bulk.count,
+            bulk.page,
+            bulk.apply,
         ],
+        deployment_config=deployment,  # None: unversioned
     )

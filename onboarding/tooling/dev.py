@@ -15,8 +15,9 @@ from pydantic import SecretStr
 from temporalio.runtime import Runtime
 
 from api.app import create_app
+from onboarding.service.codec import codec_from_settings
 from onboarding.service.metrics import MetricsPortUnavailable, prometheus_runtime
-from onboarding.service.settings import Settings
+from onboarding.service.settings import Settings, parse_secrets
 from onboarding.service.tracing import (
     DEV_SERVICE,
     setup_tracing,
@@ -87,6 +88,18 @@ def dev_settings(options: DevOptions, secrets: DevSecrets) -> Settings:
         "data_dir": options.data_dir.resolve(),
         # the console links each onboarding to this dev server's own web UI
         "temporal_ui_url": f"http://127.0.0.1:{options.ui_port}",
+        # payloads in Temporal encrypted with dev's key (or ONBOARDING_ENCRYPTION_KEYS), and
+        # the web UI may decode them through the API's /codec (docs/encryption.md)
+        "encryption_keys": [SecretStr(k) for k in secrets.encryption_keys],
+        "codec_cors_origins": list(
+            dict.fromkeys(
+                [
+                    *base.codec_cors_origins,
+                    f"http://127.0.0.1:{options.ui_port}",
+                    f"http://localhost:{options.ui_port}",
+                ]
+            )
+        ),
     }
     if not base.has_smile_credentials:
         update |= {
@@ -105,7 +118,13 @@ async def run_dev(options: DevOptions) -> None:
     data_dir = options.data_dir.resolve()
     secrets = load_or_create(data_dir, environment)
     settings = dev_settings(options, secrets)
-    server = TemporalDevServer(data_dir, port=options.temporal_port, ui_port=options.ui_port)
+    server = TemporalDevServer(
+        data_dir,
+        port=options.temporal_port,
+        ui_port=options.ui_port,
+        # the console's path: the UI's "include cross-origin credentials" sends its cookie
+        codec_endpoint=reachable_url(options.host, options.port, "/console/codec"),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -113,7 +132,9 @@ async def run_dev(options: DevOptions) -> None:
     # One process, one trace provider: the API's spans and the worker's share it.
     tracer_provider = setup_tracing(settings, DEV_SERVICE)  # None: OTLP endpoint unset
     client = await server.start(
-        interceptors=temporal_interceptors(tracer_provider), runtime=runtime
+        interceptors=temporal_interceptors(tracer_provider),
+        runtime=runtime,
+        codec=codec_from_settings(settings),
     )
     smile = smile_client_from(settings)
     notices = notice_sender_from(settings)  # refuses every notice without ONBOARDING_NOTIFY_URL
@@ -134,7 +155,7 @@ async def run_dev(options: DevOptions) -> None:
                 standin, "127.0.0.1", options.smile_port
             )
             stack.push_async_callback(stop_server, standin_server, standin_task)
-        worker = build_worker(client, settings.task_queue, smile, notices)
+        worker = build_worker(client, settings.task_queue, smile, notices, settings=settings)
         worker_task = asyncio.create_task(worker.run(), name="worker")
         api_server, api_task = await start_server(
             create_app(settings, client, tracer_provider=tracer_provider),
@@ -217,9 +238,10 @@ Smile onboarding — embedded dev mode
   Spool              {_spool(settings)}   (events wait here while Temporal cannot take them)
   Webhook secret     {secrets.webhook_secret}{_others(secrets.webhook_secrets, "signs")}
   Admin token        {secrets.admin_token}{_others(secrets.admin_tokens)}
-  Callback secret    {secrets.callback_secret}
+  Callback secret    {_callback(secrets.callback_secret)}
   Notices            {_notices(settings, secrets, data_dir)}
   Notify secret      {secrets.notify_secret}{_also_sign(secrets.notify_secrets)}
+  Encryption         {_encryption(settings, secrets, data_dir, api)}
 
 {_another_shell(data_dir, api)}
 
@@ -278,6 +300,29 @@ def _another_shell(data_dir: Path, api: str) -> str:
         "    onboarding status USER_ID   # without USER_ID: the service, its spool, dead letters\n"
         "    onboarding listen           # the notices this service sends, verified"
     )
+
+
+def _encryption(settings: Settings, secrets: DevSecrets, data_dir: Path, api: str) -> str:
+    """The banner's Encryption line: the key's id and where it is kept, never the key."""
+    if "ONBOARDING_ENCRYPTION_KEYS" in secrets.from_environment:
+        kept = "ONBOARDING_ENCRYPTION_KEYS"
+    else:
+        kept = f"{data_dir / 'secrets.json'}"
+    more = len(secrets.encryption_keys) - 1
+    older = f", {more} older key(s) decrypt" if more > 0 else ""
+    state = "on" if settings.encryption else "off (ONBOARDING_ENCRYPTION=off: decrypt only)"
+    return (
+        f"{state}: key {secrets.encryption_key_id} from {kept}{older}\n"
+        f"                     web UI decodes through {api}/console/codec (sign in to the "
+        "console, then turn on\n"
+        "                     the UI's 'include cross-origin credentials'; docs/encryption.md)"
+    )
+
+
+def _callback(value: str) -> str:
+    """ONBOARDING_CALLBACK_SECRET may list several (rotation): the newest, which issues."""
+    values = tuple(parse_secrets(value)) or (value,)
+    return values[0] + _others(values, "issues")
 
 
 def _also_sign(values: tuple[str, ...]) -> str:

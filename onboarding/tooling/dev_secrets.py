@@ -13,9 +13,10 @@ import os
 import secrets
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from onboarding.core.encryption_keys import new_key, parse_key
 from onboarding.service.settings import Settings, check_notify_secret, new_notify_secret
 
 SECRETS_FILE = "secrets.json"
@@ -33,6 +34,7 @@ _GENERATED: dict[str, Callable[[], str]] = {
     "standinApiKey": _token,
     "standinApiSecret": _token,
     "notifySecret": new_notify_secret,  # a Standard Webhooks whsec_… secret
+    "encryptionKey": lambda: new_key(f"dev-{secrets.token_hex(4)}"),  # ID:BASE64, AES-256
 }
 
 # The environment variable that overrides each kept secret (the stand-in's have none).
@@ -41,6 +43,7 @@ OVERRIDDEN_BY: dict[str, str] = {
     "adminToken": "ONBOARDING_ADMIN_TOKEN",
     "callbackSecret": "ONBOARDING_CALLBACK_SECRET",
     "notifySecret": "ONBOARDING_NOTIFY_SECRET",
+    "encryptionKey": "ONBOARDING_ENCRYPTION_KEYS",
 }
 
 
@@ -56,6 +59,8 @@ class DevSecrets:
     standin_api_key: str
     standin_api_secret: str
     notify_secrets: tuple[str, ...] = ()  # whsec_…: every notice is signed with each
+    # ID:BASE64, newest (the one that encrypts) first; never printed, only the newest's id
+    encryption_keys: tuple[str, ...] = field(default=(), repr=False)
     # the names in OVERRIDDEN_BY's values that came from the environment, not the file
     from_environment: frozenset[str] = frozenset()
 
@@ -71,6 +76,11 @@ class DevSecrets:
     @property
     def notify_secret(self) -> str:
         return self.notify_secrets[0]
+
+    @property
+    def encryption_key_id(self) -> str:
+        """The id of the key new payloads are encrypted with (the id is not secret)."""
+        return self.encryption_keys[0].partition(":")[0] if self.encryption_keys else ""
 
 
 def trusted_file(path: Path) -> bool:
@@ -101,7 +111,7 @@ def read_stored(data_dir: Path) -> dict[str, str] | None:
 def load_or_create(data_dir: Path, settings: Settings | None = None) -> DevSecrets:
     """``settings`` (default: from the environment) override the generated secrets:
     ``SMILE_WEBHOOK_SECRET``, ``ONBOARDING_ADMIN_TOKEN``, ``ONBOARDING_CALLBACK_SECRET``,
-    ``ONBOARDING_NOTIFY_SECRET``."""
+    ``ONBOARDING_NOTIFY_SECRET``, ``ONBOARDING_ENCRYPTION_KEYS``."""
     env = settings if settings is not None else Settings()
     path = data_dir / SECRETS_FILE
     try:
@@ -116,6 +126,10 @@ def load_or_create(data_dir: Path, settings: Settings | None = None) -> DevSecre
         check_notify_secret(kept["notifySecret"], 1)
     except ValueError as err:
         raise DevSecretsError(f"notifySecret in {path}: {err}") from None
+    try:
+        parse_key(kept["encryptionKey"], 1)
+    except ValueError as err:
+        raise DevSecretsError(f"encryptionKey in {path}: {err}") from None
     if kept != stored:
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -126,11 +140,13 @@ def load_or_create(data_dir: Path, settings: Settings | None = None) -> DevSecre
     callback = env.callback_secret.get_secret_value() if env.callback_secret else ""
     callback = callback if callback.strip() else ""
     notify = tuple(s.get_secret_value() for s in env.notify_secrets)
+    encryption = tuple(s.get_secret_value() for s in env.encryption_keys)
     given = {
         "SMILE_WEBHOOK_SECRET": bool(webhook),
         "ONBOARDING_ADMIN_TOKEN": bool(admin),
         "ONBOARDING_CALLBACK_SECRET": bool(callback),
         "ONBOARDING_NOTIFY_SECRET": bool(notify),
+        "ONBOARDING_ENCRYPTION_KEYS": bool(encryption),
     }
     return DevSecrets(
         webhook_secrets=webhook or (kept["webhookSecret"],),
@@ -139,5 +155,6 @@ def load_or_create(data_dir: Path, settings: Settings | None = None) -> DevSecre
         standin_api_key=kept["standinApiKey"],
         standin_api_secret=kept["standinApiSecret"],
         notify_secrets=notify or (kept["notifySecret"],),
+        encryption_keys=encryption or (kept["encryptionKey"],),
         from_environment=frozenset(name for name, set_ in given.items() if set_),
     )

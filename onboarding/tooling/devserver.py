@@ -18,6 +18,7 @@ from pathlib import Path
 from temporalio.client import Client, Interceptor
 from temporalio.runtime import Runtime
 
+from onboarding.service.codec import EncryptionCodec
 from onboarding.service.temporal import connect
 from onboarding.tooling.binaries import temporal_cli
 from workflows import search_attributes
@@ -52,9 +53,17 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 class TemporalDevServer:
     def __init__(
-        self, data_dir: Path, *, ip: str = "127.0.0.1", port: int = 7233, ui_port: int = 8233
+        self,
+        data_dir: Path,
+        *,
+        ip: str = "127.0.0.1",
+        port: int = 7233,
+        ui_port: int = 8233,
+        codec_endpoint: str | None = None,
     ) -> None:
         self.data_dir = data_dir
+        # the web UI decodes payloads there (the API's /codec; docs/encryption.md)
+        self.codec_endpoint = codec_endpoint
         self.ip = ip
         self.port = port
         self.ui_port = ui_port
@@ -85,10 +94,15 @@ class TemporalDevServer:
             "--db-filename", str(self.db_file),
             "--log-level", "warn",
         ]  # fmt: skip
+        if self.codec_endpoint:
+            cmd += ["--ui-codec-endpoint", self.codec_endpoint]
         for pragma in SQLITE_PRAGMAS:
             cmd += ["--sqlite-pragma", pragma]
         for key in search_attributes.ALL:
-            cmd += ["--search-attribute", f"{key.name}=Keyword"]
+            cmd += [
+                "--search-attribute",
+                f"{key.name}={search_attributes.CLI_TYPE_NAMES[key.indexed_value_type]}",
+            ]
         return cmd
 
     async def start(
@@ -97,9 +111,10 @@ class TemporalDevServer:
         *,
         interceptors: Sequence[Interceptor] = (),
         runtime: Runtime | None = None,
+        codec: EncryptionCodec | None = None,
     ) -> Client:
-        """Start the server and return a client (with ``interceptors``, in ``runtime``) once it
-        answers."""
+        """Start the server and return a client (with ``interceptors``, in ``runtime``,
+        encrypting with ``codec``) once it answers."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = self.command()
         log = self.log_file.open("ab")
@@ -132,6 +147,7 @@ class TemporalDevServer:
                         use_environment=False,
                         interceptors=interceptors,
                         runtime=runtime,
+                        codec=codec,
                     ),
                     timeout=10,
                 )

@@ -214,6 +214,7 @@ _SECRET_FIELDS: dict[str, tuple[str, bool]] = {
     "admin_tokens": ("adminToken", True),
     "callback_secret": ("callbackSecret", False),
     "notify_secrets": ("notifySecret", True),
+    "encryption_keys": ("encryptionKey", True),
 }
 
 # The settings that make up a new onboarding's options (Settings.default_options).

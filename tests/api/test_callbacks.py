@@ -11,7 +11,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.routes.callbacks import CALLBACK_MODELS
@@ -85,9 +84,8 @@ async def signalled(client: Client, user_id: str) -> list[Event]:
         attributes = entry.workflow_execution_signaled_event_attributes
         if attributes.signal_name == INGEST_SIGNAL:
             payloads = list(attributes.input.payloads)
-            (batch,) = pydantic_data_converter.payload_converter.from_payloads(
-                payloads, [EventBatch]
-            )
+            # through the client's codec: history holds them encrypted
+            (batch,) = await client.data_converter.decode(payloads, [EventBatch])
             events += batch.events
     return events
 

@@ -22,7 +22,7 @@ from onboarding.core.models import NoticeType
 from onboarding.core.signatures import sign
 from onboarding.service.settings import Settings, new_notify_secret
 from onboarding.service.worker import build_worker
-from tests.conftest import WEBHOOK_SECRET, Standin, eventually, unique_user
+from tests.conftest import ENCRYPTION_KEY, WEBHOOK_SECRET, Standin, eventually, unique_user
 from tests.notice_receiver import NoticeReceiver, notice_receiver
 from tests.smile_samples import webhook_body
 
@@ -166,6 +166,7 @@ async def test_notices_need_the_admin_token_and_an_onboarding(
 async def onboarding_cli(dev_env: WorkflowEnvironment, *args: str) -> tuple[int, str]:
     address = dev_env.client.service_client.config.target_host
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ONBOARDING_", "TEMPORAL_"))}
+    env["ONBOARDING_ENCRYPTION_KEYS"] = ENCRYPTION_KEY  # dev_env's payloads are encrypted
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "onboarding.cli.main", *args, "--temporal-address", address,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

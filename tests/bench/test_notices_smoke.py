@@ -15,8 +15,8 @@ SCRIPT = Path(__file__).parents[2] / "bench" / "notices.py"
 def test_notices_benchmark_smoke_run() -> None:
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--users", "7", "--rounds", "1", "--concurrency", "4",
-         "--patience", "3", "--deadline", "30", "--json"],
-        capture_output=True, text=True, timeout=120, check=False,
+         "--patience", "3", "--deadline", "90", "--json"],
+        capture_output=True, text=True, timeout=240, check=False,
         cwd=SCRIPT.parents[1],
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

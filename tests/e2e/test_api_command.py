@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from onboarding.core.signatures import sign
-from tests.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, free_port, unique_user
+from tests.conftest import ADMIN_TOKEN, ENCRYPTION_KEY, WEBHOOK_SECRET, free_port, unique_user
 from tests.e2e.test_dev_command import ONBOARDING, wait_for
 from tests.smile_samples import webhook_body
 
@@ -29,6 +29,7 @@ def api_url() -> Iterator[str]:
         "SMILE_WEBHOOK_ALLOWED_IPS": SMILE_IP,
         "ONBOARDING_ADMIN_TOKEN": ADMIN_TOKEN,
         "ONBOARDING_CALLBACK_SECRET": "api-command-callback-secret",
+        "ONBOARDING_ENCRYPTION_KEYS": ENCRYPTION_KEY,
     }
     process = subprocess.Popen(
         [str(ONBOARDING), "api", "--port", str(port)],

@@ -208,6 +208,26 @@ def test_dev_runs_a_journey_and_keeps_it_across_a_restart(service: DevService) -
     assert "Stage      connected" in readable.stdout
     assert "ACCOUNT_CONNECTED" in readable.stdout
 
+    # Who has waited longest, the stats, and a bulk change, from the CLI.
+    listed = service.command("list", "--sort", "longest_in_stage", "--where", "stage=connected",
+                             "--json")  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    (item,) = json.loads(listed.stdout)["items"]
+    assert item["userId"] == user and item["timeInStage"] >= 0
+    stats = service.command("stats", "--json")
+    assert stats.returncode == 0, stats.stderr
+    connected_stats = json.loads(stats.stdout)["stages"]["connected"]
+    assert (connected_stats["open"], connected_stats["oldest"]["userId"]) == (1, user)
+    changed = service.command("timeouts", "--where", "stage=connected", "--set", "connected=2d",
+                              "--wait", "--json")  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    progress = json.loads(changed.stdout)["progress"]
+    assert (progress["state"], progress["done"], progress["failed"]) == ("completed", 1, 0)
+    after = json.loads(service.status_command(user, "--json").stdout)
+    assert after["timeouts"]["stall"]["connected"] == 2 * 86400
+    both = service.command("cancel", user, "--where", "stage=connected")
+    assert both.returncode != 0 and "not both" in both.stderr
+
     assert service.stop(signal.SIGINT) == 0
     assert "stopped." in service.output
     assert secrets["adminToken"] in service.output  # the banner shows what is in use

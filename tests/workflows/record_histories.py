@@ -13,25 +13,49 @@ Each journey runs on the time-skipping test server, so days of timers take milli
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notify import NoticeSender, NotifyConfig
+from onboarding.core.bulk import BulkKind, BulkRequest, BulkState
 from onboarding.core.identity import workflow_id_for
-from onboarding.core.models import DeliveryState, NoticeType, Source, StartRequest, TimeoutsChange
+from onboarding.core.models import (
+    DeliveryState,
+    NoticeType,
+    OnboardingInput,
+    Source,
+    Stage,
+    StartRequest,
+    Status,
+    TimeoutsChange,
+)
+from onboarding.core.selection import OnboardingFilter
+from onboarding.service.bulk import BulkOperations
 from onboarding.service.onboardings import Onboardings
 from onboarding.service.settings import Settings, new_notify_secret
 from onboarding.service.worker import build_worker
-from tests.conftest import Standin, eventually, running_standin, start_time_skipping
+from onboarding.tooling.binaries import temporal_cli
+from tests.conftest import (
+    TEST_CONVERTER,
+    Standin,
+    eventually,
+    running_standin,
+    start_time_skipping,
+)
 from tests.notice_receiver import NoticeReceiver, notice_receiver
 from tests.smile_samples import event
+from workflows import search_attributes
+from workflows.onboarding import OnboardingWorkflow
 
 HISTORIES = Path(__file__).parents[1] / "fixtures" / "histories"
 STANDIN: Standin  # set while recording
@@ -158,6 +182,77 @@ async def notices(ops: Onboardings, env: WorkflowEnvironment, user: str) -> tupl
     return user, None
 
 
+async def stage_entered(
+    ops: Onboardings, env: WorkflowEnvironment, user: str
+) -> tuple[str, str | None]:
+    """Started without ``OnboardingStageEnteredAt`` (as a run continued from an older one is):
+    the run publishes it at once, then with each stage change; then a stall and a cancel."""
+    await env.client.start_workflow(
+        OnboardingWorkflow.run,
+        OnboardingInput(user_id=user, options=ops.default_options),
+        id=workflow_id_for(user),
+        task_queue=ops.settings.task_queue,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(search_attributes.STAGE, Stage.CREATED.value),
+                SearchAttributePair(search_attributes.STATUS, Status.ACTIVE.value),
+            ]
+        ),
+    )
+    await env.sleep(timedelta(seconds=5))
+    await ops.ingest(user, [event("ACCOUNT_CREATED", accountId="a-1", at=1)])
+    await env.sleep(timedelta(seconds=30))
+    await ops.ingest(user, [event("ACCOUNT_CONNECTED", accountId="a-1", at=2)])
+    await env.sleep(timedelta(hours=7))  # past connected's stall timeout
+    await ops.cancel(user, "recorded journey")
+    return user, None
+
+
+# --- the other workflows, on the dev server (their visibility queries need it) ----------------
+# These return the workflow id to record, not a user.
+
+
+async def bulk_timeouts(
+    ops: Onboardings, env: WorkflowEnvironment, user: str
+) -> tuple[str, str | None]:
+    """A bulk timeouts change over three onboardings (one ended first), two to a chunk."""
+    since = datetime.now(UTC)
+    users = [f"{user}-{i}" for i in range(3)]
+    for one in users:
+        await ops.ingest(one, [event("ACCOUNT_CREATED", accountId="a-1", at=1)])
+    await ops.cancel(users[2], "ended before the bulk change")
+    selection = OnboardingFilter(stage=Stage.ACCOUNT_CREATED, started_after=since)
+
+    async def visible() -> None:
+        assert await ops.count(selection=selection) == 3
+
+    await eventually(visible)
+    request = BulkRequest(kind=BulkKind.TIMEOUTS, selection=selection, chunk=2,
+                          timeouts=TimeoutsChange(stall={"connected": 7200}))  # fmt: skip
+    bulk = BulkOperations(ops.client, ops.settings)
+    submitted = await bulk.submit(request)
+
+    async def completed() -> None:
+        assert (await bulk.get(submitted.id)).progress.state is BulkState.COMPLETED
+
+    await eventually(completed, timeout=60)
+    return submitted.id, None
+
+
+async def defaults_change(
+    ops: Onboardings, env: WorkflowEnvironment, user: str
+) -> tuple[str, str | None]:
+    """The run-time defaults started from the environment, then changed once."""
+    await ops.defaults.change(TimeoutsChange(stall={"connected": 7200}), actor="recording")
+    return ops.defaults.workflow_id, None
+
+
+ON_DEV_SERVER: dict[str, Journey] = {
+    "bulk_timeouts": bulk_timeouts,
+    "defaults_change": defaults_change,
+}
+
+
 # Journeys recorded with notices on (to the receiver started while recording).
 NOTIFYING = frozenset({"notices"})
 
@@ -169,6 +264,7 @@ JOURNEYS: dict[str, tuple[Journey, dict[str, int]]] = {
     "stall_reconcile_unstall": (stall_reconcile_unstall, {}),
     "token_refresh": (token_refresh, {}),
     "notices": (notices, {}),
+    "stage_entered": (stage_entered, {}),
 }
 
 
@@ -199,19 +295,50 @@ async def record(names: list[str]) -> None:
                 ops = Onboardings(env.client, settings)
                 user, run_id = await journey(ops, env, f"tenantId-replay-{name}")
                 handle = env.client.get_workflow_handle(workflow_id_for(user), run_id=run_id)
-                history = await handle.fetch_history()
-                (HISTORIES / f"{name}.json").write_text(history.to_json())
-                print(f"recorded {name}: {len(history.events)} events")
+                await keep(name, handle)
         await sender.aclose()
+        await smile.aclose()
+
+
+async def keep(name: str, handle: WorkflowHandle[Any, Any]) -> None:
+    history = await handle.fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    print(f"recorded {name}: {len(history.events)} events")
+
+
+async def record_on_dev_server(names: list[str]) -> None:
+    async with (
+        await WorkflowEnvironment.start_local(
+            data_converter=TEST_CONVERTER,
+            dev_server_existing_path=str(temporal_cli()),
+            search_attributes=search_attributes.ALL,
+        ) as env,
+        running_standin() as standin,
+    ):
+        task_queue = f"record-{uuid.uuid4().hex[:8]}"
+        smile = standin.client()
+        async with build_worker(env.client, task_queue, smile):
+            for name in names:
+                settings = Settings(task_queue=task_queue, defaults_id=f"defaults-{name}")
+                ops = Onboardings(env.client, settings)
+                workflow_id, run_id = await ON_DEV_SERVER[name](ops, env, f"tenantId-{name}")
+                await keep(name, env.client.get_workflow_handle(workflow_id, run_id=run_id))
         await smile.aclose()
 
 
 if __name__ == "__main__":
     chosen = sys.argv[1:]
-    unknown = set(chosen) - set(JOURNEYS)
-    if not chosen or unknown:
-        sys.exit(
-            f"usage: python -m tests.workflows.record_histories NAME ...; names: {list(JOURNEYS)}"
-        )
+    everything = [*JOURNEYS, *ON_DEV_SERVER]
+    if not chosen or set(chosen) - set(everything):
+        sys.exit(f"usage: python -m tests.workflows.record_histories NAME ...; names: {everything}")
     HISTORIES.mkdir(parents=True, exist_ok=True)
-    asyncio.run(record(chosen))
+    skipping = [name for name in chosen if name in JOURNEYS]
+    if skipping:
+        asyncio.run(record(skipping))
+    on_dev = [name for name in chosen if name in ON_DEV_SERVER]
+    if on_dev:
+        asyncio.run(record_on_dev_server(on_dev))
+    # Out without interpreter teardown, which can abort under Temporal's core threads (as the
+    # CLI's run() explains): everything is written and closed by now.
+    sys.stdout.flush()
+    os._exit(0)

@@ -9,11 +9,17 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from onboarding.core.models import NoticeType
+from tests.conftest import TEST_CONVERTER  # with the codec: old plain payloads pass through
+from workflows.bulk import BulkOperationWorkflow
+from workflows.create_user import CreateSmileUserWorkflow
+from workflows.defaults import DefaultsWorkflow
 from workflows.onboarding import OnboardingWorkflow
+
+# Every workflow the worker runs: each recorded history names its own type.
+WORKFLOWS = [OnboardingWorkflow, CreateSmileUserWorkflow, DefaultsWorkflow, BulkOperationWorkflow]
 
 HISTORIES = sorted((Path(__file__).parents[1] / "fixtures" / "histories").glob("*.json"))
 
@@ -26,13 +32,15 @@ def test_there_are_histories_to_replay() -> None:
         "uploads_then_expiry",
         "continue_as_new",
         "notices",
+        "bulk_timeouts",
+        "defaults_change",
     } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
-    replayer = Replayer(workflows=[OnboardingWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=TEST_CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
 
@@ -53,6 +61,6 @@ async def test_a_history_from_before_notices_replays_even_with_notices_asked_for
     argument["options"]["notices"] = [t.value for t in NoticeType]
     payload["data"] = base64.b64encode(json.dumps(argument).encode()).decode()
     history = WorkflowHistory.from_json(f"replay-{name}-notices-on", json.dumps(recorded))
-    replayer = Replayer(workflows=[OnboardingWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[OnboardingWorkflow], data_converter=TEST_CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

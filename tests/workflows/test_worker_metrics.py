@@ -92,7 +92,11 @@ async def scrape(url: str) -> Scrape:
 async def test_sdk_metrics_and_domain_counters_move_as_a_journey_runs(
     metrics_worker: MetricsWorker,
 ) -> None:
-    settings = Settings(task_queue=TASK_QUEUE, callback_secret=SecretStr(CALLBACK_SECRET))
+    settings = Settings(
+        task_queue=TASK_QUEUE,
+        callback_secret=SecretStr(CALLBACK_SECRET),
+        defaults_id=f"{TASK_QUEUE}-defaults",  # its own: this client's payloads are plain
+    )
     ops = Onboardings(metrics_worker.client, settings)
     url = metrics_worker.url
     before = await scrape(url)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onboarding.core.encryption_keys import new_key
 from onboarding.tooling.chaos.processes import (
     ApiProcess,
     ManagedProcess,
@@ -43,6 +44,8 @@ class Secrets:
     callback_secret: str = field(repr=False)
     smile_key: str = field(repr=False)
     smile_secret: str = field(repr=False)
+    # ONBOARDING_ENCRYPTION_KEYS of every worker and API: payloads encrypted, as in production
+    encryption_key: str = field(default_factory=new_key, repr=False)
 
     @classmethod
     def generate(cls) -> Secrets:
@@ -62,6 +65,7 @@ class Cluster:
         common = {
             "TEMPORAL_ADDRESS": self.temporal.address,
             "ONBOARDING_LOG_LEVEL": "INFO",
+            "ONBOARDING_ENCRYPTION_KEYS": keys.encryption_key,
             **config.extra_env,
         }
         worker_env = clean_environment({

@@ -160,3 +160,11 @@ def test_bad_notice_settings_say_which_and_never_echo_the_value(
     text = str(raised.value)
     assert message in text
     assert "t0k" not in text and "not-whsec" not in text and "c2hvcnQ" not in text
+
+
+def test_the_codec_endpoint_admits_no_wildcard_origin() -> None:
+    with pytest.raises(ValidationError, match="not \\*"):
+        Settings(codec_cors_origins="http://127.0.0.1:8233,*")
+    assert Settings(codec_cors_origins="http://127.0.0.1:8233").codec_cors_origins == [
+        "http://127.0.0.1:8233"
+    ]

@@ -145,6 +145,8 @@ async def test_one_trace_follows_a_webhook_from_the_api_into_the_workflow(
                 "otlp_endpoint": collector.url,
                 "task_queue": f"tracing-{uuid.uuid4().hex[:8]}",
                 "data_dir": tmp_path,  # its own spool: this app's drainer runs
+                # its own defaults workflow, which this plain (unencrypted) client can read
+                "defaults_id": f"tracing-defaults-{uuid.uuid4().hex[:8]}",
             }
         )
         assert tracing_enabled(settings)

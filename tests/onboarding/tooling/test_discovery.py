@@ -295,7 +295,7 @@ def test_the_cli_connects_where_discovery_and_the_flag_say(
     calls: list[tuple[str | None, str | None]] = []
 
     async def connect(address: str | None = None, *, namespace: str | None = None,
-                      lazy: bool = False) -> None:  # fmt: skip
+                      lazy: bool = False, codec: object = None) -> None:  # fmt: skip
         calls.append((address, namespace))
         raise RuntimeError("not really connecting")
 
