@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 
 from api.deps import AdminDep, OnboardingsDep
 from api.problems import Problem, ProblemError
@@ -46,6 +46,9 @@ def _age(value: object) -> timedelta:
 
 
 class Where(CamelModel):
+    # A misspelt criterion must be refused, not ignored: ignored, it would widen the selection.
+    model_config = ConfigDict(extra="forbid")
+
     stage: Stage | None = None
     status: Status | None = None
     started_after: datetime | None = None
@@ -56,6 +59,8 @@ class Where(CamelModel):
 
 
 class BulkBody(CamelModel):
+    model_config = ConfigDict(extra="forbid")
+
     operation: BulkKind
     where: Where = Field(
         default_factory=Where, description="At least one criterion, unless everything is true"

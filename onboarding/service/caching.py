@@ -46,3 +46,40 @@ class TtlCache(Generic[T]):
             return value
         finally:
             self._loading = None
+
+
+class Snapshot(Generic[T]):
+    """The last value a load gave, served at once however old, while a fresh one is loaded in
+    the background once it is older than ``max_age`` (stale while revalidating): for figures
+    that cost seconds to compute and are read by people, who get an answer now with its age
+    rather than a wait. Only the very first readers wait for a load (one load for all of
+    them). A load that fails leaves the last value in place; with none yet, readers see it."""
+
+    def __init__(self, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age = max_age
+        self.clock = clock
+        self._value: T | None = None
+        self._loaded_at: float | None = None
+        self._loading: asyncio.Task[T] | None = None
+
+    async def get(self, load: Callable[[], Awaitable[T]]) -> T:
+        if self._loaded_at is None:
+            return await asyncio.shield(self._start(load))
+        if self.clock() - self._loaded_at >= self.max_age:
+            self._start(load)  # in the background: this reader is answered now
+        return self._value  # type: ignore[return-value]  # set with _loaded_at
+
+    def _start(self, load: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load(load))
+            # Retrieved even when nobody awaits it: no "never retrieved" warning.
+            self._loading.add_done_callback(lambda task: task.cancelled() or task.exception())
+        return self._loading
+
+    async def _load(self, load: Callable[[], Awaitable[T]]) -> T:
+        try:
+            value = await load()
+            self._value, self._loaded_at = value, self.clock()
+            return value
+        finally:
+            self._loading = None

@@ -15,7 +15,6 @@ import binascii
 import heapq
 import itertools
 import json
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -175,9 +174,19 @@ class Visibility:
         now: datetime,
     ) -> tuple[list[OnboardingSummary], tuple[datetime, str] | None]:
         """The ``page_size`` onboardings that entered their stage earliest, after ``after`` in
-        (entered, workflow id) order. Reads every match from ``after`` on, keeping a heap."""
-        query = visibility_query(selection, entered_from=after[0] if after else EPOCH)
-        ordered = await self._earliest(query, page_size + 1, after, now)
+        (entered, workflow id) order. Counts find a window from ``after`` on that holds the
+        page (and few more), which is then read; should ties at ``after`` leave it short, the
+        rest is read from ``after`` on."""
+        low = after[0] if after else EPOCH
+        need = page_size + 1  # one more: whether there is a next page
+        high = await self._window(selection, low, need, now)
+        ordered = await self._earliest(
+            visibility_query(selection, entered_from=low, entered_until=high), need, after, now
+        )
+        if high is not None and len(ordered) < need:  # ties at ``after`` took some places
+            ordered = await self._earliest(
+                visibility_query(selection, entered_from=low), need, after, now
+            )
         page = ordered[:page_size]
         if len(ordered) <= page_size or not page or page[-1].stage_entered_at is None:
             return page, None
@@ -186,7 +195,9 @@ class Visibility:
     async def _earliest(
         self, query: str, keep: int, after: tuple[datetime, str] | None, now: datetime
     ) -> list[OnboardingSummary]:
-        # A max-heap of the earliest seen, by negated key; the counter keeps rows uncompared.
+        """The ``keep`` earliest to enter their stage among what ``query`` lists, after
+        ``after``, in order: every row read once, the earliest kept in a bounded heap."""
+        # A max-heap by negated key; the counter keeps rows from being compared themselves.
         heap: list[tuple[float, tuple[int, ...], int, OnboardingSummary]] = []
         arrival = itertools.count()
         async for execution in self.client.list_workflows(
@@ -205,58 +216,52 @@ class Visibility:
             (e[3] for e in heap), key=lambda s: (s.stage_entered_at or EPOCH, s.workflow_id)
         )
 
+    async def oldest(self, selection: OnboardingFilter, now: datetime) -> OnboardingSummary | None:
+        """The onboarding in ``selection`` that entered its stage earliest (ties: lowest id)."""
+        page, _ = await self.longest_in_stage_page(selection, 1, None, now)
+        return page[0] if page else None
+
     async def count(self, query: str) -> int:
         result = await self.client.count_workflows(query, rpc_timeout=self.rpc_timeout)
         return result.count
 
-    async def oldest(self, selection: OnboardingFilter, now: datetime) -> OnboardingSummary | None:
-        """The onboarding in ``selection`` that entered its stage earliest (ties: lowest id).
-
-        Counts of "entered before b" for a ladder of bounds, all at once, find the first window
-        holding any; a window holding more than one scan page is split again, so at most a
-        scan page (and a few rounds of counts) is read however many match."""
-        ladder = sorted({now - age for age in AGE_LADDER} | {now + _SKEW})
-        bounds, low, restarts = ladder, EPOCH, 0
-        while True:
+    async def _window(
+        self, selection: OnboardingFilter, low: datetime, need: int, now: datetime
+    ) -> datetime | None:
+        """An upper bound ``high`` such that ``[low, high)`` holds at least ``need`` of the
+        selection (all of them, if it holds fewer: then None) and, where counting can tell,
+        at most ``_READ_TARGET``. Counts of "entered from ``low`` and before b" for a ladder of
+        bounds, all at once; then the bounds that straddle ``need`` are split again."""
+        target = min(max(_READ_TARGET, need), SCAN_PAGE)
+        bounds = sorted(b for b in {now - age for age in AGE_LADDER} | {now + _SKEW} if b > low)
+        previous = low
+        while bounds:
             counts = await asyncio.gather(
-                *(self.count(visibility_query(selection, entered_until=b)) for b in bounds)
+                *(
+                    self.count(visibility_query(selection, entered_from=low, entered_until=b))
+                    for b in bounds
+                )
             )
-            window = first_nonempty(low, bounds, counts)
-            if window is None and bounds is not ladder and restarts < _RESTARTS:
-                # The window emptied between rounds (they moved on): look again from the top.
-                bounds, low, restarts = ladder, EPOCH, restarts + 1
-                continue
-            if window is None:  # none before the last bound: only clock skew could be after it
-                query = visibility_query(selection, entered_from=bounds[-1])
-                break
-            low, high, inside = window
-            if inside <= SCAN_PAGE or high - low <= _FINEST:
-                query = visibility_query(selection, entered_from=low, entered_until=high)
-                break
-            bounds = split(low, high)
-        found = await self._earliest(query, 1, None, now)
-        return found[0] if found else None
+            enough = next((i for i, n in enumerate(counts) if n >= need), None)
+            if enough is None:
+                # Fewer than needed before the last bound: take everything from ``low`` on
+                # (past the last ladder bound, only clock skew could put more).
+                return None
+            high = bounds[enough]
+            start = bounds[enough - 1] if enough else previous
+            if counts[enough] <= target or high - start <= _FINEST:
+                return high
+            previous, bounds = start, split(start, high)
+        return None
 
 
+# Rows a longest-in-stage page aims to read: narrowing further costs a round of counts, reading
+# more costs the rows; at a few hundred rows the two are about even on the embedded server.
+_READ_TARGET = 200
 # Entered times a little ahead of this process's clock (another host's) still count.
 _SKEW = timedelta(minutes=5)
 # A window this narrow is read as it is, however many it holds.
 _FINEST = timedelta(milliseconds=1)
-# Searches begun again when the window found empties under them, before reading what is left.
-_RESTARTS = 2
-
-
-def first_nonempty(
-    low: datetime, bounds: Sequence[datetime], counts: Sequence[int]
-) -> tuple[datetime, datetime, int] | None:
-    """Given how many entered before each bound (ascending), the first window
-    ``[previous bound, bound)`` that holds any, and how many it holds; None if all are empty."""
-    previous, before = low, 0
-    for bound, count in zip(bounds, counts, strict=True):
-        if count > before:
-            return previous, bound, count - before
-        previous, before = bound, count
-    return None
 
 
 def split(low: datetime, high: datetime) -> list[datetime]:

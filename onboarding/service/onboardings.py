@@ -57,6 +57,7 @@ from onboarding.core.models import (
     check_timeouts_change,
 )
 from onboarding.core.selection import OnboardingFilter, visibility_query
+from onboarding.service.caching import Snapshot
 from onboarding.service.listing import BadPageToken as ListingTokenError
 from onboarding.service.listing import (
     ListOrder,
@@ -169,6 +170,7 @@ class StageStats(CamelModel):
 
 class Stats(Funnel):
     stages: dict[Stage, StageStats]
+    as_of: datetime  # when these figures were counted (at most ONBOARDING_STATS_MAX_AGE ago)
 
 
 def initial_search_attributes(now: datetime | None = None) -> TypedSearchAttributes:
@@ -226,6 +228,9 @@ class Onboardings:
         self.client = client
         self.settings = settings
         self.visibility = Visibility(client, settings.rpc_timeout)
+        # Stats take a hundred visibility calls or so: answered from the last count while a
+        # fresh one is made in the background, once it is older than the setting.
+        self._stats: Snapshot[Stats] = Snapshot(settings.stats_max_age.total_seconds())
         self._is_connected = False
         # Every new onboarding starts with these; built once, not on every webhook. Their
         # timeouts are only the initial value of the run-time defaults (self.defaults).
@@ -576,12 +581,19 @@ class Onboardings:
 
     async def stats(self) -> Stats:
         """The funnel, and per stage how many are open, how many stalled, and the open one
-        longest in it; every stage at once."""
+        longest in it: the last figures counted (``as_of``), at most ``stats_max_age`` old
+        before a fresh count is started (the first call waits for one)."""
+        return await self._stats.get(self.count_stats)
+
+    async def count_stats(self) -> Stats:
+        """:meth:`stats`, counted now; every stage at once."""
         moment = datetime.now(UTC)
         funnel, *per_stage = await asyncio.gather(
             self.funnel(), *(self._stage_stats(stage, moment) for stage in Stage)
         )
-        return Stats(**funnel.model_dump(), stages=dict(zip(Stage, per_stage, strict=True)))
+        return Stats(
+            **funnel.model_dump(), stages=dict(zip(Stage, per_stage, strict=True)), as_of=moment
+        )
 
     async def _stage_stats(self, stage: Stage, moment: datetime) -> StageStats:
         open_now = OnboardingFilter(stage=stage, open_only=True)

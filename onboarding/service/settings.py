@@ -238,6 +238,11 @@ class Settings(BaseSettings):
     )
     batch_signals: bool = Field(True, validation_alias="ONBOARDING_BATCH_SIGNALS")
     rpc_timeout: timedelta = Field(timedelta(seconds=10), validation_alias="ONBOARDING_RPC_TIMEOUT")
+    stats_max_age: timedelta = Field(
+        timedelta(seconds=10),
+        validation_alias="ONBOARDING_STATS_MAX_AGE",
+        description="How old GET /onboardings/stats may be before a fresh count is started",
+    )
     bulk_rate: float = Field(
         DEFAULT_BULK_RATE,
         gt=0,
@@ -455,6 +460,7 @@ class Settings(BaseSettings):
         "notify_hold",
         "console_session_ttl",
         "console_sign_in_window",
+        "stats_max_age",
         "defaults_ttl",
         mode="before",
     )

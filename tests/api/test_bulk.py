@@ -70,6 +70,9 @@ async def test_bulk_requests_are_checked_before_anything_starts(
                                            "startedBefore": "2026-11-01T00:00:00Z"}},
          "must be before"),
         ({"operation": "explode"}, "operation"),
+        # a misspelt criterion is refused: ignored, it would have cancelled every "connected"
+        ({"operation": "cancel", "where": {"stage": "connected", "statuss": "stalled"}},
+         "statuss"),
         ({"operation": "cancel", "where": connected, "rate": 0}, "rate"),
         ({"operation": "cancel", "where": {"waitingLongerThan": "soon"}}, "invalid duration"),
     ):  # fmt: skip

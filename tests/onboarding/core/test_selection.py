@@ -110,7 +110,13 @@ def test_where_round_trips_what_it_is_given(
         parts.append(f"status={status.value.upper()}")  # any case
     if age is not None:
         parts.append(f"waiting-longer-than={age}s")
+    if not parts:  # a forgotten filter must not mean everyone
+        with pytest.raises(SelectionError, match="or all"):
+            parse_where(" , ")
+        assert parse_where(" ALL ").everything
+        return
     where = parse_where(" , ".join(parts))
+    assert not where.everything
     assert where.selection.stage == stage and where.selection.status == status
     resolved = where.at(NOW)
     if age is None:

@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from onboarding.service.caching import TtlCache
+from onboarding.service.caching import Snapshot, TtlCache
+from tests.conftest import eventually
 
 
 class Clock:
@@ -109,3 +110,47 @@ async def test_with_no_ttl_every_read_loads_but_never_two_at_once() -> None:
     await load.started.wait()
     load.gate.set()
     assert await asyncio.gather(*readers) == [4] * 5
+
+
+# --- Snapshot: stale while revalidating -------------------------------------------------------
+
+
+async def test_a_snapshot_answers_at_once_and_refreshes_in_the_background() -> None:
+    clock, load = Clock(), Loads()
+    snapshot: Snapshot[int] = Snapshot(10.0, clock)
+    first = [asyncio.create_task(snapshot.get(load)) for _ in range(5)]
+    assert await asyncio.gather(*first) == [1] * 5  # the first readers wait, for one load
+    assert load.calls == 1
+    clock.now += 10.0
+    load.gate.clear()  # the refresh will hang until let go
+    load.started.clear()
+    assert await snapshot.get(load) == 1  # old, but at once
+    await load.started.wait()
+    assert await snapshot.get(load) == 1 and load.calls == 2  # one refresh, not two
+    load.gate.set()
+
+    async def refreshed() -> None:
+        assert await snapshot.get(load) == 2
+
+    await eventually(refreshed)
+    assert load.calls == 2
+
+
+async def test_a_failed_refresh_keeps_the_last_snapshot_and_a_first_failure_is_seen() -> None:
+    clock, load = Clock(), Loads()
+    snapshot: Snapshot[int] = Snapshot(10.0, clock)
+    load.fail = RuntimeError("visibility away")
+    with pytest.raises(RuntimeError, match="visibility away"):
+        await snapshot.get(load)
+    load.fail = None
+    assert await snapshot.get(load) == 2
+    clock.now += 11.0
+    load.fail = RuntimeError("away again")
+    load.started.clear()
+    assert await snapshot.get(load) == 2
+    await load.started.wait()
+
+    async def failed_quietly() -> None:
+        assert load.calls == 3 and await snapshot.get(load) == 2
+
+    await eventually(failed_quietly)
