@@ -631,7 +631,7 @@ def report(figures: list[ConfigFigures], args: argparse.Namespace) -> None:
         )
     console.print(
         f"machine: {os.cpu_count()} cores, load average before {args.load_before}; "
-        "workflow cache: the SDK's default (max_cached_workflows 1000 per worker); "
+        "workflow cache: ONBOARDING_WORKER_MAX_CACHED_WORKFLOWS (default 800) per worker; "
         f"code: {code_under_test()}"
     )
 

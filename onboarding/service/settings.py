@@ -350,6 +350,13 @@ class Settings(BaseSettings):
         description="Temporal's web UI (e.g. http://127.0.0.1:8233), for the console's links; "
         "onboarding dev sets its own.",
     )
+    worker_max_cached_workflows: int = Field(
+        800,
+        ge=0,
+        validation_alias="ONBOARDING_WORKER_MAX_CACHED_WORKFLOWS",
+        description="Onboardings a worker keeps in memory between their tasks (about 0.2 MB "
+        "each); one not kept replays its history at its next task.",
+    )
     worker_metrics_port: int | None = Field(
         None,
         ge=1,

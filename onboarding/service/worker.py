@@ -84,4 +84,7 @@ def build_worker(
             bulk.apply,
         ],
         deployment_config=deployment,  # None: unversioned
+        # Each cached onboarding holds about 0.2 MB: this bounds the worker's memory whatever
+        # the number open (10,000 open: docs/benchmarks.md, "Ten thousand open").
+        max_cached_workflows=service.worker_max_cached_workflows,
     )
