@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from onboarding.core.catalogue import Effect, spec_for
 from onboarding.core.compact import compact_data
 from onboarding.core.models import ConnectionStatus, Event, SmileWebhook, Source, Stage
 from onboarding.core.state_machine import (
@@ -187,6 +188,12 @@ def test_dedupe_window_and_history_are_bounded() -> None:
     assert len(journal.seen) == 10
     assert [r.id for r in journal.history] == [f"et-{i}" for i in range(25, 30)]
     assert journal.events_total == 30
+    # The window is the last ten: those are duplicates, the one before them is not.
+    replayed = apply_all(journal, events[20:], dedupe_window=10, history_limit=5)
+    assert (replayed.events_total, replayed.duplicates_ignored) == (30, 10)
+    evicted = apply_all(journal, [events[19]], dedupe_window=10, history_limit=5)
+    assert (evicted.events_total, evicted.duplicates_ignored) == (31, 0)
+    assert evicted.facts.data["identity"].events == 31
 
 
 def test_widget_callbacks() -> None:
@@ -254,6 +261,34 @@ def test_every_documented_example_applies(event_type: str) -> None:
     assert journal.facts.unknown_types == []
     assert "payload" not in ev.data and "loginName" not in ev.data
     json.loads(journal.model_dump_json())  # stays serialisable
+    # ... and has the effect its catalogue entry promises, read from Smile's own payload.
+    spec = spec_for(Source.WEBHOOK, event_type)
+    assert spec is not None
+    facts, data = journal.facts, envelope.data
+    match spec.effect:
+        case Effect.USER:
+            assert facts.user_created_at == envelope.created_at
+        case Effect.ACCOUNT:
+            account = facts.accounts[data["accountId"]]
+            assert (account.status, account.event_id) == (spec.arg, envelope.id)
+            assert account.providers == sorted(data.get("providers") or [data["providerId"]])
+        case Effect.TASK | Effect.SYNC_TASK:
+            (task,) = facts.tasks.values()
+            assert (task.source_id, task.task_type) == (data["sourceId"], data["taskType"])
+            assert task.succeeded is (event_type == "TASK_FINISHED")  # the example succeeded
+        case Effect.ARCHIVE:
+            assert facts.archives[data["archiveId"]].status == spec.arg
+        case Effect.INVITE:
+            assert facts.invite is not None and facts.invite.status == spec.arg
+            assert facts.invite.invite_id == data.get("inviteId")
+        case Effect.DATA:
+            assert spec.arg is not None and facts.data[spec.arg].events == 1
+            if "accountId" in data:
+                assert facts.accounts[data["accountId"]].ever_connected
+        case _:
+            assert spec.effect is Effect.HISTORY_ONLY
+            blank = new_journal("u").facts
+            assert facts == blank.model_copy(update={"last_event_at": envelope.created_at})
 
 
 # --- uploads, sessions, MFA hints, versions ---------------------------------------------------

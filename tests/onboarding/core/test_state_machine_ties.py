@@ -4,7 +4,8 @@ needs no login (no ``ACCOUNT_CONNECTED``) is proven connected by its data."""
 
 from __future__ import annotations
 
-import uuid
+import hashlib
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -39,7 +40,7 @@ def relabelled(journey: list[Event], ids: list[str]) -> list[Event]:
     return [e.model_copy(update={"id": fresh[e.id]}) for e in journey]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(journey=journeys(), data=st.data())
 def test_the_end_state_does_not_depend_on_the_event_ids(
     journey: list[Event], data: st.DataObject
@@ -69,9 +70,12 @@ LIFECYCLE = list(ACCOUNT_STEPS)  # the order an account lives them in
 
 
 def webhook(name: str, second: int, **data: Any) -> Event:
+    """A webhook whose id is derived from its content: fixed from run to run (never random), and
+    the same for two events saying exactly the same thing (a redelivery, as Smile would)."""
     at = BASE_TIME + timedelta(seconds=second)
+    content = json.dumps([name, second, data], sort_keys=True).encode()
     return Event(
-        id=f"et-{uuid.uuid4().hex}",
+        id=f"et-{hashlib.sha256(content).hexdigest()[:32]}",
         type=name,
         source=Source.WEBHOOK,
         created_at=at,
@@ -278,7 +282,7 @@ KEYS = st.sampled_from(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     spec=st.sampled_from(sorted(CATALOGUE.values(), key=lambda s: (s.source, s.name))),
     data=st.dictionaries(KEYS, JSON, max_size=4),
