@@ -5,11 +5,16 @@ the middle loses nothing, and the same request run again changes nothing more.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities.smile_client import SmileClient
 from onboarding.core.bulk import BulkKind, BulkRequest, BulkState, bulk_id
 from onboarding.core.models import Stage, Status, TimeoutsChange
 from onboarding.core.selection import OnboardingFilter
@@ -64,19 +69,35 @@ def timeouts_request(
     )
 
 
+@dataclass
+class Fleet:
+    """One test's service on its own task queue: what it started after ``since`` is its own."""
+
+    client: Client
+    smile: SmileClient
+    task_queue: str = field(default_factory=lambda: f"bulk-{uuid.uuid4().hex[:8]}")
+    since: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        settings = Settings(task_queue=self.task_queue)
+        self.ops = Onboardings(self.client, settings)
+        self.bulk = BulkOperations(self.client, settings)
+
+    def worker(self) -> Worker:
+        return build_worker(self.client, self.task_queue, self.smile)
+
+
 @pytest.fixture
-def task_queue() -> str:
-    return f"bulk-{uuid.uuid4().hex[:8]}"
+async def fleet(dev_env: WorkflowEnvironment, shared_standin: Standin) -> AsyncIterator[Fleet]:
+    smile = shared_standin.client()
+    yield Fleet(dev_env.client, smile)
 
 
 async def test_a_bulk_change_reaches_exactly_its_selection_and_runs_again_idempotently(
-    dev_env: WorkflowEnvironment, shared_standin: Standin, task_queue: str
+    fleet: Fleet,
 ) -> None:
-    settings = Settings(task_queue=task_queue)
-    ops, bulk = Onboardings(dev_env.client, settings), BulkOperations(dev_env.client, settings)
-    since = datetime.now(UTC)
-    smile = shared_standin.client()
-    async with build_worker(dev_env.client, task_queue, smile):
+    ops, bulk, since = fleet.ops, fleet.bulk, fleet.since
+    async with fleet.worker():
         chosen = [await in_stage(ops, Stage.CONNECTED) for _ in range(3)]
         ended = await in_stage(ops, Stage.CONNECTED, ended=True)
         elsewhere = [await in_stage(ops, Stage.ACCOUNT_CREATED) for _ in range(2)]
@@ -103,17 +124,13 @@ async def test_a_bulk_change_reaches_exactly_its_selection_and_runs_again_idempo
         p = again.progress
         assert (p.matched, p.done, p.skipped_ended, p.failed) == (4, 3, 1, 0)
         assert {user: (await ops.get(user)).timeouts for user in chosen} == before
-    await smile.aclose()
 
 
 async def test_a_stopped_operation_stops_and_keeps_what_it_did(
-    dev_env: WorkflowEnvironment, shared_standin: Standin, task_queue: str
+    fleet: Fleet,
 ) -> None:
-    settings = Settings(task_queue=task_queue)
-    ops, bulk = Onboardings(dev_env.client, settings), BulkOperations(dev_env.client, settings)
-    since = datetime.now(UTC)
-    smile = shared_standin.client()
-    async with build_worker(dev_env.client, task_queue, smile):
+    ops, bulk, since = fleet.ops, fleet.bulk, fleet.since
+    async with fleet.worker():
         users = [await in_stage(ops, Stage.ACCOUNT_CREATED) for _ in range(12)]
         selection = OnboardingFilter(stage=Stage.ACCOUNT_CREATED, started_after=since)
         await visible(ops, selection, len(users))
@@ -138,17 +155,13 @@ async def test_a_stopped_operation_stops_and_keeps_what_it_did(
         assert (await bulk.stop(submitted.id)).progress == p
         with pytest.raises(BulkNotFound):
             await bulk.get("bulk-timeouts-0000000000000000")
-    await smile.aclose()
 
 
 async def test_progress_is_reported_and_a_restarted_worker_loses_nothing(
-    dev_env: WorkflowEnvironment, shared_standin: Standin, task_queue: str
+    fleet: Fleet,
 ) -> None:
-    settings = Settings(task_queue=task_queue)
-    ops, bulk = Onboardings(dev_env.client, settings), BulkOperations(dev_env.client, settings)
-    since = datetime.now(UTC)
-    smile = shared_standin.client()
-    async with build_worker(dev_env.client, task_queue, smile):
+    ops, bulk, since = fleet.ops, fleet.bulk, fleet.since
+    async with fleet.worker():
         users = [await in_stage(ops, Stage.ACCOUNT_CREATED) for _ in range(60)]
         selection = OnboardingFilter(stage=Stage.ACCOUNT_CREATED, started_after=since)
         await visible(ops, selection, len(users))
@@ -164,7 +177,7 @@ async def test_progress_is_reported_and_a_restarted_worker_loses_nothing(
         assert midway.progress.matched == 60
         assert midway.remaining == 60 - midway.progress.handled
     # The worker is gone in the middle of the second chunk; a new one takes over.
-    async with build_worker(dev_env.client, task_queue, smile):
+    async with fleet.worker():
         status = await finished(bulk, submitted.id, timeout=90)
         assert status.progress.state is BulkState.COMPLETED
         p = status.progress
@@ -172,23 +185,17 @@ async def test_progress_is_reported_and_a_restarted_worker_loses_nothing(
         for user in users:
             assert (await ops.get(user)).timeouts.stall[Stage.CONNECTED] == TWO_DAYS
     # The chunk in hand when the worker went away was tried again, not lost or counted twice.
-    history = await dev_env.client.get_workflow_handle(submitted.id).fetch_history()
+    history = await fleet.client.get_workflow_handle(submitted.id).fetch_history()
     attempts = [e.activity_task_started_event_attributes.attempt for e in history.events
                 if e.HasField("activity_task_started_event_attributes")]  # fmt: skip
     assert max(attempts) >= 2
-    await smile.aclose()
 
 
-async def test_onboardings_that_end_as_it_runs_are_counted_once(
-    dev_env: WorkflowEnvironment, shared_standin: Standin, task_queue: str
-) -> None:
+async def test_onboardings_that_end_as_it_runs_are_counted_once(fleet: Fleet) -> None:
     """A bulk cancel, two to a page: each page's onboardings end before the next page is read,
     and none comes round again (visibility lists open ones before ended ones)."""
-    settings = Settings(task_queue=task_queue)
-    ops, bulk = Onboardings(dev_env.client, settings), BulkOperations(dev_env.client, settings)
-    since = datetime.now(UTC)
-    smile = shared_standin.client()
-    async with build_worker(dev_env.client, task_queue, smile):
+    ops, bulk, since = fleet.ops, fleet.bulk, fleet.since
+    async with fleet.worker():
         users = [await in_stage(ops, Stage.ACCOUNT_CREATED) for _ in range(7)]
         ended = await in_stage(ops, Stage.ACCOUNT_CREATED, ended=True)
         selection = OnboardingFilter(stage=Stage.ACCOUNT_CREATED, started_after=since)
@@ -209,4 +216,3 @@ async def test_onboardings_that_end_as_it_runs_are_counted_once(
             view = await ops.get(user)
             assert (view.status, view.status_reason) == (Status.CANCELLED, "in bulk")
         assert (await ops.get(ended)).status_reason == "ended before the bulk change"
-    await smile.aclose()
