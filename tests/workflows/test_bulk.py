@@ -19,7 +19,7 @@ from onboarding.core.bulk import BulkKind, BulkRequest, BulkState, bulk_id
 from onboarding.core.models import Stage, Status, TimeoutsChange
 from onboarding.core.selection import OnboardingFilter
 from onboarding.service.bulk import BulkNotFound, BulkOperations, BulkStatus
-from onboarding.service.onboardings import Onboardings
+from onboarding.service.onboardings import Onboardings, TemporalUnavailable
 from onboarding.service.settings import Settings
 from onboarding.service.worker import build_worker
 from tests.conftest import Standin, eventually, unique_user
@@ -33,7 +33,15 @@ async def in_stage(ops: Onboardings, stage: Stage, *, ended: bool = False) -> st
     events = [event("ACCOUNT_CREATED", accountId="a-1", at=1)]
     if stage is Stage.CONNECTED:
         events.append(event("ACCOUNT_CONNECTED", accountId="a-1", at=2))
-    await ops.ingest(user, events)
+
+    async def ingested() -> None:
+        # As the API would spool it and try again: under load, a first call can be refused.
+        try:
+            await ops.ingest(user, events)
+        except TemporalUnavailable as err:
+            raise AssertionError(f"not yet taken: {err}") from err
+
+    await eventually(ingested)
 
     async def arrived() -> None:
         assert (await ops.get(user)).stage is stage
