@@ -1,5 +1,8 @@
 """The ``onboarding`` console script and its parser, without running any command."""
 
+import os
+import subprocess
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -47,3 +50,18 @@ def test_a_command_that_writes_refuses_without_a_key(
     monkeypatch.setenv("ONBOARDING_CALLBACK_SECRET", "for-start")
     assert main(command) == 1
     assert "ONBOARDING_ENCRYPTION_KEYS is not set" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_is_not_an_error() -> None:
+    """``onboarding … | head``: output into a closed pipe ends quietly, not with a traceback."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "onboarding.cli.main", "encryption-key"],
+            stdout=write, stderr=subprocess.PIPE, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert done.returncode == 0, done.stderr
+    assert b"Traceback" not in done.stderr
