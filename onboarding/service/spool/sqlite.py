@@ -343,7 +343,7 @@ class SqliteSpool(Spool):
                         f"the file at {self.path} is not a spool (it has no "
                         f"{', '.join(missing)} table)"
                     )
-            conn.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(conn)
             conn.execute("PRAGMA synchronous = FULL")
             if self.create:
                 conn.execute("BEGIN IMMEDIATE")
@@ -410,3 +410,19 @@ def _statements(script: str) -> list[str]:
             statements.append(current.strip())
             current = ""
     return statements
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode = WAL``, waiting as ``busy_timeout`` would: when several processes
+    open a fresh spool at once, SQLite may answer the switch with SQLITE_BUSY at once instead of
+    calling the busy handler, so it is tried again until the same deadline."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            busy = err.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # extended codes too
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
